@@ -1,0 +1,48 @@
+"""Loss registry. A loss term maps (model output, batch) to a scalar."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import ScalingConfig
+
+__all__ = ["LOSS_REGISTRY", "register_loss", "LossTerm"]
+
+LOSS_REGISTRY: dict[str, Callable[..., "LossTerm"]] = {}
+
+
+def register_loss(name: str):
+    def deco(cls):
+        LOSS_REGISTRY[name] = cls
+        cls.name = name
+        return cls
+
+    return deco
+
+
+class LossTerm(nn.Module):
+    """Base class: ``forward(output (B, C, H, W), batch) -> scalar``.
+
+    ``required_channels`` lists the model output channels the term reads; building
+    a term for a model that lacks them is an error at build time, not mid-training.
+    """
+
+    name = ""
+    required_channels: tuple[str, ...] = ()
+
+    def __init__(self, channels: tuple[str, ...], scaling: ScalingConfig):
+        super().__init__()
+        missing = [c for c in self.required_channels if c not in channels]
+        if missing:
+            raise ValueError(
+                f"loss.terms: {self.name!r} needs model outputs {list(self.required_channels)}, "
+                f"but the model has {list(channels)} (missing {missing})"
+            )
+        self.channels = tuple(channels)
+        self.scaling = scaling
+
+    def ch(self, output: torch.Tensor, name: str) -> torch.Tensor:
+        return output[:, self.channels.index(name)]

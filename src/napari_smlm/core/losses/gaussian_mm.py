@@ -1,0 +1,82 @@
+"""DECODE's Gaussian-mixture loss (Speiser et al. 2021).
+
+Every pixel k is a mixture component with weight p_k / Σp and a Gaussian over
+(x, y, z, photons) centred on the pixel centre + predicted offset, with the
+predicted σ's. The loss is the negative log-likelihood of the true emitters
+under that mixture, plus a count term: the number of emitters is compared with
+a Gaussian approximation of the Poisson-binomial distribution of Σ Bernoulli(p_k)
+(mean Σp, variance Σp(1-p)). No matching between predictions and emitters is
+needed, and the σ's become calibrated uncertainties.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import LossTerm, register_loss
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+@register_loss("gaussian_mm")
+class GaussianMMLoss(LossTerm):
+    required_channels = ("p", "photons", "x", "y", "z", "sigma_photons", "sigma_x", "sigma_y", "sigma_z")
+
+    def __init__(self, channels, scaling, count_weight: float = 1.0, bg_weight: float = 1.0,
+                 sigma_floor: float = 1e-3, var_floor: float = 1e-4):
+        super().__init__(channels, scaling)
+        self.count_weight = float(count_weight)
+        self.bg_weight = float(bg_weight)
+        self.sigma_floor = float(sigma_floor)
+        self.var_floor = float(var_floor)
+
+    def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
+        output = output.float()
+        b, _, h, w = output.shape
+        logits = self.ch(output, "p").reshape(b, -1)  # (B, K)
+        p = torch.sigmoid(logits)
+        mask = batch["mask"]
+        n_true = mask.sum(-1).float()
+
+        # Count term; DECODE weights it by the number of emitters. We use max(n, 1)
+        # so that empty frames still penalise spurious probability mass.
+        mean = p.sum(-1)
+        var = (p - p * p).sum(-1).clamp_min(self.var_floor)
+        count_nll = 0.5 * (n_true - mean) ** 2 / var + 0.5 * torch.log(var) + 0.5 * _LOG_2PI
+        count_loss = count_nll * n_true.clamp_min(1)
+
+        # Mixture term. Component means in pixels (x, y) and scaled units (z, photons).
+        rows = torch.arange(h, device=output.device, dtype=output.dtype).view(h, 1).expand(h, w).reshape(-1) + 0.5
+        cols = torch.arange(w, device=output.device, dtype=output.dtype).view(1, w).expand(h, w).reshape(-1) + 0.5
+        mu = torch.stack(
+            [
+                self.ch(output, "x").reshape(b, -1) + cols,
+                self.ch(output, "y").reshape(b, -1) + rows,
+                self.ch(output, "z").reshape(b, -1),
+                self.ch(output, "photons").reshape(b, -1),
+            ],
+            dim=-1,
+        )  # (B, K, 4)
+        sigma = torch.stack(
+            [self.ch(output, n).reshape(b, -1) for n in ("sigma_x", "sigma_y", "sigma_z", "sigma_photons")], dim=-1
+        ).clamp_min(self.sigma_floor)
+        target = torch.stack(
+            [batch["x_px"], batch["y_px"], batch["z_nm"] / self.scaling.z_nm, batch["photons"] / self.scaling.photons],
+            dim=-1,
+        ).float()  # (B, M, 4)
+        log_weight = F.logsigmoid(logits) - torch.logsumexp(F.logsigmoid(logits), dim=-1, keepdim=True)  # (B, K)
+        z = (target.unsqueeze(2) - mu.unsqueeze(1)) / sigma.unsqueeze(1)  # (B, M, K, 4)
+        log_comp = -0.5 * (z * z).sum(-1) - torch.log(sigma).sum(-1).unsqueeze(1) - 2 * _LOG_2PI
+        log_lik = torch.logsumexp(log_comp + log_weight.unsqueeze(1), dim=-1)  # (B, M)
+        gmm_loss = -(log_lik * mask).sum(-1)
+
+        loss = gmm_loss + self.count_weight * count_loss
+        if "bg" in self.channels and "background" in batch:
+            bg_target = batch["background"].float() / self.scaling.background
+            # Summed over pixels, as DECODE does, so it scales like the other terms.
+            bg_sse = ((self.ch(output, "bg") - bg_target) ** 2).reshape(b, -1).sum(-1)
+            loss = loss + self.bg_weight * bg_sse
+        return loss.mean()

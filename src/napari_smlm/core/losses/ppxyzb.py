@@ -1,0 +1,42 @@
+"""PPXYZB: per-pixel BCE on detection + masked MSE on the other channels."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..targets import pixel_targets
+from .base import LossTerm, register_loss
+
+
+@register_loss("ppxyzb")
+class PPXYZBLoss(LossTerm):
+    """BCE-with-logits on p (``pos_weight`` up-weights the rare emitter pixels) plus
+    MSE on photons, x, y, z masked to emitter pixels, plus MSE on background over
+    all pixels where the model predicts it. ``channel_weights`` scales each part."""
+
+    required_channels = ("p", "photons", "x", "y", "z")
+
+    def __init__(self, channels, scaling, pos_weight: float = 10.0, channel_weights: dict | None = None):
+        super().__init__(channels, scaling)
+        self.pos_weight = float(pos_weight)
+        weights = {"p": 1.0, "photons": 1.0, "x": 1.0, "y": 1.0, "z": 1.0, "bg": 1.0}
+        unknown = set(channel_weights or {}) - set(weights)
+        if unknown:
+            raise ValueError(f"loss.terms.kwargs.channel_weights: unknown channels {sorted(unknown)}; known {sorted(weights)}")
+        weights.update(channel_weights or {})
+        self.channel_weights = weights
+
+    def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
+        target = pixel_targets(batch, output.shape[-2:], self.scaling)
+        logits = self.ch(output, "p").float()
+        pos_weight = torch.tensor(self.pos_weight, device=output.device)
+        loss = self.channel_weights["p"] * F.binary_cross_entropy_with_logits(logits, target["p"], pos_weight=pos_weight)
+        emitter = target["p"] > 0
+        n = emitter.sum().clamp_min(1)
+        for name in ("photons", "x", "y", "z"):
+            err = (self.ch(output, name).float() - target[name]) ** 2
+            loss = loss + self.channel_weights[name] * (err * emitter).sum() / n
+        if "bg" in self.channels and "bg" in target:
+            loss = loss + self.channel_weights["bg"] * F.mse_loss(self.ch(output, "bg").float(), target["bg"])
+        return loss

@@ -1,0 +1,7 @@
+"""Localization networks, chosen by name from the config (see :func:`build_model`)."""
+
+from . import decode  # noqa: F401  (registers the DECODE-style models)
+from .base import MODEL_REGISTRY, SMLMModel, build_model, register_model
+from .unet import UNet2d
+
+__all__ = ["MODEL_REGISTRY", "SMLMModel", "build_model", "register_model", "UNet2d"]

@@ -1,0 +1,73 @@
+"""Model registry and the shared base class of all localization networks."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MODEL_REGISTRY", "register_model", "build_model", "SMLMModel"]
+
+MODEL_REGISTRY: dict[str, Callable[..., "SMLMModel"]] = {}
+
+
+def register_model(name: str):
+    def deco(cls):
+        MODEL_REGISTRY[name] = cls
+        cls.architecture = name
+        return cls
+
+    return deco
+
+
+def build_model(architecture: str, **kwargs) -> "SMLMModel":
+    """Build a registered model by name; unknown names and bad kwargs give clear errors."""
+    if architecture not in MODEL_REGISTRY:
+        raise ValueError(
+            f"model.architecture: unknown architecture {architecture!r}; known: {', '.join(sorted(MODEL_REGISTRY))}"
+        )
+    try:
+        return MODEL_REGISTRY[architecture](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"model.kwargs: invalid arguments for {architecture!r}: {exc}") from None
+
+
+class SMLMModel(nn.Module):
+    """Base class: input (B, K, H, W) photons (scaled), output (B, C, H, W).
+
+    ``output_channels`` names the output channels; ``p`` is always a *logit*
+    (losses use it directly; post-processing applies the sigmoid). ``x``/``y`` are
+    offsets from the pixel centre in pixels, ``z``/``photons``/``bg`` and
+    ``sigma_*`` are in the scaled units of :class:`~napari_smlm.core.config.ScalingConfig`.
+    Frames whose size is not a multiple of :attr:`stride` are padded, and the
+    padding is removed from the output.
+    """
+
+    architecture: str = ""
+    output_channels: tuple[str, ...] = ()
+
+    def __init__(self, **init_kwargs):
+        super().__init__()
+        # Everything needed to rebuild this model; stored in checkpoints.
+        self.init_kwargs = dict(init_kwargs)
+
+    @property
+    def stride(self) -> int:
+        return 1
+
+    def channel(self, name: str) -> int:
+        return self.output_channels.index(name)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        h, w = frames.shape[-2:]
+        s = self.stride
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            frames = F.pad(frames, (0, pw, 0, ph), mode="replicate")
+        out = self._forward(frames)
+        return out[..., :h, :w]
+
+    def _forward(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
