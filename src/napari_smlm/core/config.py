@@ -122,9 +122,15 @@ class ModelConfig:
 
 @dataclass
 class LossTermConfig:
+    """One loss term. It is active from ``start_epoch`` until (not including)
+    ``until_epoch`` (null: to the end); its weight ramps up linearly over its
+    first ``warmup_epochs`` active epochs."""
+
     name: str = "gaussian_mm"
     weight: float = _f(1.0, min=0)
     warmup_epochs: int = _f(0, min=0)
+    start_epoch: int = _f(0, min=0)
+    until_epoch: Optional[int] = _f(None, min=1)
     kwargs: dict[str, Any] = _f(factory=dict)
 
 
@@ -236,6 +242,11 @@ def _check_pairs(cfg: Config) -> None:
     for key in ("simulation.emitters.density_per_um2", "simulation.emitters.background"):
         if _get(cfg, key)[0] < 0:
             raise ConfigError(f"{key}: expected non-negative values, got {_get(cfg, key)!r}")
+    for i, term in enumerate(cfg.loss.terms):
+        if term.until_epoch is not None and term.until_epoch <= term.start_epoch:
+            raise ConfigError(
+                f"loss.terms[{i}].until_epoch: expected more than start_epoch ({term.start_epoch}), got {term.until_epoch}"
+            )
     vd = cfg.training.validation_density_per_um2
     if vd is not None and (len(vd) != 2 or vd[0] > vd[1] or vd[0] < 0):
         raise ConfigError(
@@ -273,7 +284,7 @@ def _describe(tp: Any, meta: dict) -> str:
     name = {int: "integer", float: "number", bool: "boolean (true/false)", str: "string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
-    if meta.get("exclusive_min") == 0:
+    if meta.get("exclusive_min") == 0 or (tp is int and meta.get("min") == 1):
         name = f"positive {name}"
     elif meta.get("min") == 0:
         name = f"non-negative {name}"
@@ -325,6 +336,12 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             fail()
     elif tp is float:
+        if isinstance(value, str):
+            # PyYAML (YAML 1.1) reads "1e-3" as a string; accept it as the number it means.
+            try:
+                value = float(value)
+            except ValueError:
+                fail()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
         value = float(value)

@@ -1,0 +1,374 @@
+"""The Trainer: one loop for simulated and dataset training, CPU, CUDA and DDP."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+
+from ..config import Config, save_config, to_dict
+from ..evaluation.matching import match, metrics_from_match
+from ..inference.postprocess import maps_to_candidates
+from ..losses import build_loss
+from ..models import build_model
+from .callbacks import (
+    Callback, CheckpointCallback, EarlyStopping, MetricsCSVCallback, ProgressCallback, TensorBoardCallback,
+)
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .data import build_data
+from .factories import build_optimizer, build_scheduler
+
+__all__ = ["Trainer", "TrainingError", "resolve_device", "scale_input"]
+
+_LOWER_IS_BETTER = ("loss", "rmse", "fp", "fn")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. repeated non-finite losses); checkpoints stay intact."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("training.device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def scale_input(frames: torch.Tensor, scaling) -> torch.Tensor:
+    """Photons -> network input units (also used by inference)."""
+    return (frames - scaling.input_offset) / scaling.input_scale
+
+
+def _distributed() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
+class Trainer:
+    """Train a model from a :class:`Config`.
+
+    Parameters
+    ----------
+    cfg : the resolved config.
+    run_dir : output directory (defaults to ``cfg.output.run_dir``).
+    resume : checkpoint to continue from (its epoch, optimizer, scheduler, RNG and
+        history are restored; training continues at the next epoch).
+    progress : function receiving small event dicts (``event`` = start / batch /
+        validation / end), used by the CLI and the napari widget alike.
+    callbacks : extra callbacks.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        run_dir: Optional[str | Path] = None,
+        resume: Optional[str | Path] = None,
+        progress: Optional[Callable[[dict], None]] = None,
+        callbacks: Optional[list[Callback]] = None,
+        write_files: bool = True,
+    ):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir or cfg.output.run_dir)
+        self.rank, local_rank, self.world_size = _distributed()
+        self.is_main = self.rank == 0
+        self.device = resolve_device(cfg.training.device)
+        if self.world_size > 1 and not torch.distributed.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                torch.cuda.set_device(local_rank)
+                self.device = torch.device("cuda", local_rank)
+            torch.distributed.init_process_group(backend)
+        seed = cfg.training.seed + 1_000 * self.rank  # per-rank data stream
+        torch.manual_seed(cfg.training.seed)  # same initial weights on every rank
+
+        self.model = build_model(cfg.model.architecture, frame_window=cfg.model.frame_window, **cfg.model.kwargs)
+        self.model.to(self.device)
+        self.loss_fn = build_loss(cfg.loss, self.model.output_channels, cfg.model.scaling).to(self.device)
+        self.net = self.model
+        if self.world_size > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        params = list(self.model.parameters()) + list(self.loss_fn.parameters())
+        self.optimizer = build_optimizer(params, cfg.optimizer)
+        self.monitor = cfg.training.monitor
+        self.mode = "min" if any(s in self.monitor for s in _LOWER_IS_BETTER) else "max"
+        self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, cfg.training.epochs, self.mode)
+        self.use_amp = bool(cfg.training.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.data, self.validation = build_data(cfg, self.device, seed, self.rank, self.world_size)
+
+        self.epoch = 0  # next epoch to run (0-based)
+        self.step = 0
+        self.best_metric = -math.inf if self.mode == "max" else math.inf
+        self.epochs_since_improvement = 0
+        self.history: list[dict] = []
+        self.nonfinite_total = 0
+        self.example = None
+        self._stop_reason: Optional[str] = None
+        if resume is not None:
+            self._load(resume)
+
+        self.callbacks: list[Callback] = []
+        if self.is_main and write_files:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir / "config.yaml")
+            self.callbacks += [CheckpointCallback(self.run_dir), MetricsCSVCallback(self.run_dir)]
+            if cfg.output.tensorboard:
+                self.callbacks.append(TensorBoardCallback(self.run_dir, image_every=cfg.training.log_images_every))
+        if cfg.training.early_stopping_patience:
+            self.callbacks.append(EarlyStopping(cfg.training.early_stopping_patience))
+        if progress is not None and self.is_main:
+            self.callbacks.append(ProgressCallback(progress))
+        self.callbacks += list(callbacks or [])
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, reason: str = "stopped by user") -> None:
+        """Ask the loop to end after the current batch (thread-safe: a flag)."""
+        self._stop_reason = reason
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _emit(self, hook: str, info: dict) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, info)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        cfg = self.cfg
+        return {
+            "architecture": cfg.model.architecture,
+            "model_kwargs": dict(self.model.init_kwargs),
+            "state_dict": self.model.state_dict(),
+            "loss_state": self.loss_fn.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "best_metric": float(self.best_metric),
+            "monitor": self.monitor,
+            "epochs_since_improvement": self.epochs_since_improvement,
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "data": self.data.state_dict(),
+            },
+            "inference": {
+                "pixel_size_nm": float(cfg.simulation.pixel_size_nm),
+                "frame_window": int(cfg.model.frame_window),
+                "output_channels": list(self.model.output_channels),
+                "scaling": to_dict(cfg.model.scaling),
+                "camera": to_dict(cfg.simulation.camera),
+                "psf": to_dict(cfg.simulation.psf),
+                "detection_threshold": float(cfg.training.detection_threshold),
+            },
+            "config": to_dict(cfg),
+        }
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(self.state(), path)
+
+    def _load(self, path) -> None:
+        state = load_checkpoint(path, architecture=self.cfg.model.architecture)
+        if dict(state["model_kwargs"]) != dict(self.model.init_kwargs):
+            raise CheckpointError(
+                f"{path}: checkpoint model kwargs {state['model_kwargs']} differ from the config's {self.model.init_kwargs}"
+            )
+        self.model.load_state_dict(state["state_dict"])
+        if state.get("loss_state"):
+            self.loss_fn.load_state_dict(state["loss_state"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.epoch = int(state["epoch"])
+        self.step = int(state["step"])
+        self.best_metric = float(state["best_metric"])
+        self.epochs_since_improvement = int(state.get("epochs_since_improvement", 0))
+        self.history = list(state.get("history", []))
+        rng = state.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("cuda") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        if self.world_size == 1 and "data" in rng:
+            self.data.load_state_dict(rng["data"])
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if self.use_amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        with self._autocast():
+            out = self.net(scale_input(batch["frames"], self.cfg.model.scaling))
+        return self.loss_fn(out.float(), batch)
+
+    def train_step(self) -> dict:
+        """One optimizer step (with gradient accumulation); returns its numbers."""
+        tcfg = self.cfg.training
+        self.optimizer.zero_grad(set_to_none=True)
+        total, terms_sum, finite = 0.0, {}, True
+        for micro in range(tcfg.accumulate_steps):
+            batch = self.data.next_batch()
+            sync = micro == tcfg.accumulate_steps - 1 or self.world_size == 1
+            ctx = contextlib.nullcontext() if sync or not hasattr(self.net, "no_sync") else self.net.no_sync()
+            with ctx:
+                loss, terms = self._forward_loss(batch)
+                if not torch.isfinite(loss):
+                    finite = False
+                    break
+                self.scaler.scale(loss / tcfg.accumulate_steps).backward()
+            total += float(loss.detach()) / tcfg.accumulate_steps
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + float(v) / tcfg.accumulate_steps
+        if self.world_size > 1:
+            # Every rank must agree to skip, or the next all-reduce would hang.
+            flag = torch.tensor([0.0 if finite else 1.0], device=self.device)
+            torch.distributed.all_reduce(flag)
+            finite = bool(flag.item() == 0)
+        grad_norm = float("nan")
+        if finite:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+            clip = tcfg.grad_clip if tcfg.grad_clip else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip))
+            if not math.isfinite(grad_norm) and not self.use_amp:
+                finite = False  # (with AMP the scaler skips such steps itself)
+        if finite:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self._consecutive_nonfinite = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.nonfinite_total += 1
+            self._consecutive_nonfinite = getattr(self, "_consecutive_nonfinite", 0) + 1
+            if self._consecutive_nonfinite >= tcfg.max_nonfinite:
+                raise TrainingError(
+                    f"{self._consecutive_nonfinite} non-finite losses in a row at step {self.step}; stopping. "
+                    f"The last good checkpoint is {self.run_dir / 'last.pt'}. "
+                    f"Try a lower optimizer.lr or a smaller training.grad_clip."
+                )
+        self.step += 1
+        return {"loss": total if finite else float("nan"), "loss_terms": terms_sum, "grad_norm": grad_norm, "finite": finite}
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Validation loss and localization metrics on the fixed validation set."""
+        self.model.eval()
+        cfg = self.cfg
+        px = cfg.simulation.pixel_size_nm
+        losses, preds, gts = [], [], []
+        offset = 0
+        for batch in self.validation:
+            with self._autocast():
+                out = self.model(scale_input(batch["frames"], cfg.model.scaling)).float()
+            losses.append(float(self.loss_fn(out, batch)[0]))
+            pred = maps_to_candidates(out, self.model.output_channels, cfg.model.scaling, px, frame_offset=offset,
+                                      min_prob=cfg.training.detection_threshold)
+            preds.append(pred)
+            m = batch["mask"].cpu().numpy()
+            b_idx = np.nonzero(m)[0]
+            gts.append({
+                "frame": b_idx + offset,
+                "x": batch["x_px"].cpu().numpy()[m] * px,
+                "y": batch["y_px"].cpu().numpy()[m] * px,
+                "z": batch["z_nm"].cpu().numpy()[m],
+            })
+            if offset == 0:
+                self.example = (batch["frames"], batch, {"frame": pred["frame"], "x_px": pred["x"] / px, "y_px": pred["y"] / px})
+            offset += batch["frames"].shape[0]
+        pred = {k: np.concatenate([p[k] for p in preds]) for k in ("frame", "x", "y", "z")}
+        gt = {k: np.concatenate([g[k] for g in gts]) for k in ("frame", "x", "y", "z")}
+        metrics = metrics_from_match(pred, gt, match(pred, gt, cfg.training.match_tolerance_nm))
+        finite = [v for v in losses if math.isfinite(v)]
+        metrics["val_loss"] = float(np.mean(finite)) if finite else float("nan")
+        self.model.train()
+        return metrics
+
+    def fit(self) -> dict:
+        """Run the remaining epochs. Returns the last history row."""
+        cfg, tcfg = self.cfg, self.cfg.training
+        self._emit("on_train_start", {
+            "architecture": cfg.model.architecture, "parameters": self.parameter_count, "device": str(self.device),
+            "epoch": self.epoch, "epochs": tcfg.epochs, "steps_per_epoch": tcfg.steps_per_epoch,
+            "world_size": self.world_size,
+        })
+        reason = "finished"
+        self.model.train()
+        try:
+            while self.epoch < tcfg.epochs:
+                epoch = self.epoch
+                t0 = time.time()
+                self.loss_fn.set_epoch(epoch)
+                self.data.set_epoch(epoch)
+                self._emit("on_epoch_start", {"epoch": epoch})
+                running, n_ok = 0.0, 0
+                for b in range(tcfg.steps_per_epoch):
+                    out = self.train_step()
+                    if out["finite"]:
+                        running += out["loss"]
+                        n_ok += 1
+                    self._emit("on_batch_end", {
+                        "epoch": epoch, "batch": b, "step": self.step, "steps_per_epoch": tcfg.steps_per_epoch,
+                        "lr": self.optimizer.param_groups[0]["lr"], **out,
+                    })
+                    if self._stop_reason:
+                        break
+                metrics = self.validate()
+                metrics["train_loss"] = running / n_ok if n_ok else float("nan")
+                metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+                metrics["nonfinite_steps"] = self.nonfinite_total
+                metrics["seconds"] = time.time() - t0
+                value = metrics.get(self.monitor, float("nan"))
+                better = value > self.best_metric if self.mode == "max" else value < self.best_metric
+                improved = bool(math.isfinite(value) and better)
+                if improved:
+                    self.best_metric = value
+                    self.epochs_since_improvement = 0
+                else:
+                    self.epochs_since_improvement += 1
+                if self.scheduler is not None:
+                    if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                        self.scheduler.step(value if math.isfinite(value) else self.best_metric)
+                    else:
+                        self.scheduler.step()
+                self.epoch = epoch + 1
+                row = {"epoch": self.epoch, "step": self.step, **{k: float(v) for k, v in metrics.items()}}
+                self.history.append(row)
+                self._emit("on_validation_end", {"epoch": epoch, "metrics": metrics, "improved": improved})
+                if self._stop_reason:
+                    reason = self._stop_reason
+                    break
+        finally:
+            self._emit("on_train_end", {
+                "reason": reason, "epoch": self.epoch, "best_metric": self.best_metric, "monitor": self.monitor,
+                "run_dir": str(self.run_dir),
+            })
+        return self.history[-1] if self.history else {}
+
+    def dry_run(self) -> dict:
+        """One batch forward and backward, no optimizer step, no files."""
+        batch = self.data.next_batch()
+        loss, terms = self._forward_loss(batch)
+        self.scaler.scale(loss).backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {"loss": float(loss.detach()), "loss_terms": {k: float(v) for k, v in terms.items()},
+                "batch_shape": tuple(batch["frames"].shape), "parameters": self.parameter_count}
+
+    def close(self) -> None:
+        if self.world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -1,0 +1,161 @@
+import pytest
+import torch
+
+from napari_smlm.core.config import LossConfig, LossTermConfig, ScalingConfig
+from napari_smlm.core.losses import build_loss
+from napari_smlm.core.models import MODEL_REGISTRY, build_model
+from napari_smlm.core.targets import pixel_targets
+
+SMALL = dict(initial_features=8)
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, channels",
+    [
+        ("simple_smlm_net", dict(frame_window=1, with_background=False, **SMALL), 5),
+        ("simple_smlm_net", dict(frame_window=1, **SMALL), 6),
+        ("double_munet", dict(frame_window=3, inter_features=8, **SMALL), 6),
+        ("sigma_munet", dict(frame_window=3, inter_features=8, **SMALL), 10),
+    ],
+)
+def test_model_shapes_padding_and_rebuild(name, kwargs, channels):
+    model = build_model(name, **kwargs)
+    k = kwargs["frame_window"]
+    x = torch.randn(2, k, 30, 37)  # not multiples of the stride: padded, then cropped
+    out = model(x)
+    assert out.shape == (2, channels, 30, 37) and len(model.output_channels) == channels
+    again = build_model(name, **model.init_kwargs)
+    again.load_state_dict(model.state_dict())
+    assert torch.allclose(again(x), out)
+    p = torch.sigmoid(out[:, 0])
+    assert p.max() < 0.05  # DECODE's low initial detection probability
+
+
+def test_sigma_channels_bounded_away_from_zero():
+    model = build_model("sigma_munet", frame_window=3, inter_features=8, **SMALL)
+    out = model(torch.randn(1, 3, 16, 16) * 100)
+    sig = out[:, [model.channel(c) for c in ("sigma_x", "sigma_y", "sigma_z", "sigma_photons")]]
+    assert sig.min() >= 0.01
+
+
+def test_unknown_model_and_bad_kwargs():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet'"):
+        build_model("resnet")
+    with pytest.raises(ValueError, match="model.kwargs: invalid arguments for 'sigma_munet'"):
+        build_model("sigma_munet", frame_window=3, depth=7)
+    assert {"simple_smlm_net", "double_munet", "sigma_munet"} <= set(MODEL_REGISTRY)
+
+
+def _batch(b=2, h=16, w=16):
+    return {
+        "x_px": torch.tensor([[2.3, 7.9], [10.5, 0.0]]),
+        "y_px": torch.tensor([[5.7, 1.2], [3.5, 0.0]]),
+        "z_nm": torch.tensor([[100.0, -50.0], [0.0, 0.0]]),
+        "photons": torch.tensor([[2000.0, 1000.0], [3000.0, 0.0]]),
+        "mask": torch.tensor([[True, True], [True, False]]),
+        "background": torch.full((b, h, w), 50.0),
+    }
+
+
+def test_pixel_targets_place_emitters_in_the_right_pixel():
+    t = pixel_targets(_batch(), (16, 16), ScalingConfig())
+    assert t["p"].sum() == 3 and t["p"][0, 5, 2] == 1 and t["p"][0, 1, 7] == 1 and t["p"][1, 3, 10] == 1
+    assert t["x"][0, 5, 2] == pytest.approx(-0.2, abs=1e-5) and t["y"][0, 5, 2] == pytest.approx(0.2, abs=1e-5)
+    assert t["photons"][1, 3, 10] == pytest.approx(0.3) and t["z"][0, 5, 2] == pytest.approx(0.1)
+
+
+def _perfect_output(model, batch, scaling=ScalingConfig()):
+    t = pixel_targets(batch, (16, 16), scaling)
+    out = torch.zeros(2, len(model.output_channels), 16, 16)
+    out[:, model.channel("p")] = torch.where(t["p"] > 0, 12.0, -12.0)
+    for c in ("x", "y", "z", "photons", "bg"):
+        out[:, model.channel(c)] = t[c]
+    if "sigma_x" in model.output_channels:
+        for c in ("sigma_x", "sigma_y", "sigma_z", "sigma_photons"):
+            out[:, model.channel(c)] = 0.05
+    return out
+
+
+@pytest.mark.parametrize("loss_name", ["ppxyzb", "gaussian_mm"])
+def test_loss_prefers_the_right_answer(loss_name):
+    model = build_model("sigma_munet", frame_window=3, inter_features=8, **SMALL)
+    loss = build_loss(LossConfig(terms=[LossTermConfig(name=loss_name)]), model.output_channels, ScalingConfig())
+    batch = _batch()
+    good = _perfect_output(model, batch)
+    bad = good.clone()
+    bad[:, model.channel("x")] += 0.4  # every molecule 40 nm off
+    assert loss(good, batch)[0] < loss(bad, batch)[0]
+    worse = good.clone()
+    worse[:, model.channel("p")] = -good[:, model.channel("p")]  # detections inverted
+    assert loss(bad, batch)[0] < loss(worse, batch)[0]
+
+
+def test_gaussian_mm_finite_under_extreme_inputs():
+    model = build_model("sigma_munet", frame_window=3, inter_features=8, **SMALL)
+    loss = build_loss(LossConfig(terms=[LossTermConfig(name="gaussian_mm")]), model.output_channels, ScalingConfig())
+    batch = _batch()
+    for p_logit in (-1e4, -50.0, 50.0, 1e4):
+        out = _perfect_output(model, batch)
+        out[:, model.channel("p")] = p_logit
+        for c in ("sigma_x", "sigma_y", "sigma_z", "sigma_photons"):
+            out[:, model.channel(c)] = 1e-8  # below the floor
+        out.requires_grad_(True)
+        total, _ = loss(out, batch)
+        total.backward()
+        assert torch.isfinite(total) and torch.isfinite(out.grad).all(), p_logit
+    # And an empty frame batch.
+    empty = {**batch, "mask": torch.zeros_like(batch["mask"])}
+    assert torch.isfinite(loss(_perfect_output(model, batch), empty)[0])
+
+
+def test_gaussian_mm_needs_sigma_channels():
+    model = build_model("double_munet", frame_window=3, inter_features=8, **SMALL)
+    with pytest.raises(ValueError, match="'gaussian_mm' needs model outputs"):
+        build_loss(LossConfig(terms=[LossTermConfig(name="gaussian_mm")]), model.output_channels, ScalingConfig())
+
+
+def test_unified_loss_warmup_and_dynamic_weighting():
+    model = build_model("sigma_munet", frame_window=3, inter_features=8, **SMALL)
+    cfg = LossConfig(terms=[LossTermConfig(name="ppxyzb", weight=2.0), LossTermConfig(name="gaussian_mm", weight=1.0, warmup_epochs=3)])
+    loss = build_loss(cfg, model.output_channels, ScalingConfig())
+    assert loss.effective_weights() == [2.0, 0.25]
+    loss.set_epoch(3)
+    assert loss.effective_weights() == [2.0, 1.0]
+    batch = _batch()
+    out = _perfect_output(model, batch)
+    total, parts = loss(out, batch)
+    assert set(parts) == {"ppxyzb", "gaussian_mm"}
+    assert total.item() == pytest.approx(2 * parts["ppxyzb"].item() + parts["gaussian_mm"].item(), rel=1e-5)
+
+    unc = build_loss(LossConfig(terms=cfg.terms, dynamic_weighting="uncertainty"), model.output_channels, ScalingConfig())
+    assert sum(p.numel() for p in unc.parameters()) == 2
+    t, _ = unc(out, batch)
+    t.backward()
+    assert unc.log_vars.grad is not None and torch.isfinite(unc.log_vars.grad).all()
+
+    ratio = build_loss(LossConfig(terms=cfg.terms, dynamic_weighting="loss_ratio"), model.output_channels, ScalingConfig())
+    ratio.set_epoch(5)
+    t, parts = ratio(out, batch)
+    # Each term divided by its own running mean: after the first call each weighted term is ~ weight × mean-normalised 1.
+    scale = torch.tensor([1 / abs(parts["ppxyzb"].item()), 1 / abs(parts["gaussian_mm"].item())])
+    scale = scale / scale.mean()
+    expected = 2 * scale[0] * parts["ppxyzb"] + 1 * scale[1] * parts["gaussian_mm"]
+    assert t.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_loss_term_schedule_switches_terms():
+    model = build_model("sigma_munet", frame_window=3, inter_features=8, **SMALL)
+    cfg = LossConfig(terms=[
+        LossTermConfig(name="ppxyzb", until_epoch=2),
+        LossTermConfig(name="gaussian_mm", start_epoch=2, warmup_epochs=1),
+    ])
+    loss = build_loss(cfg, model.output_channels, ScalingConfig())
+    batch = _batch()
+    out = _perfect_output(model, batch)
+    weights = []
+    for epoch in range(4):
+        loss.set_epoch(epoch)
+        weights.append(loss.effective_weights())
+        total, parts = loss(out, batch)
+        assert set(parts) == ({"ppxyzb"} if epoch < 2 else {"gaussian_mm"})
+    assert weights == [[1.0, 0.0], [1.0, 0.0], [0.0, 0.5], [0.0, 1.0]]
