@@ -1,0 +1,171 @@
+import math
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from napari_smlm.core.config import load_config
+from napari_smlm.core.training import Callback, CheckpointError, Trainer, TrainingError, load_checkpoint
+from napari_smlm.core.training.checkpoint import model_from_checkpoint
+
+from .conftest import CONFIGS
+
+
+def tiny(tiny_overrides, *extra):
+    return load_config(CONFIGS / "smoke.yaml", [*tiny_overrides, *extra])
+
+
+@pytest.mark.slow
+def test_smoke_config_learns_to_localize(tmp_path):
+    """The shipped smoke config (about a minute on 2 CPU cores) detects and localizes."""
+    cfg = load_config(CONFIGS / "smoke.yaml", [f"output.run_dir={tmp_path}", "training.device=cpu"])
+    trainer = Trainer(cfg)
+    trainer.fit()
+    h = trainer.history
+    assert len(h) == cfg.training.epochs
+    assert h[-1]["train_loss"] < 0.5 * h[0]["train_loss"]
+    assert h[-1]["val_loss"] < h[0]["val_loss"]
+    best = max(row["jaccard"] for row in h)
+    assert best > 0.5, h
+    assert h[-1]["rmse_lat"] < 60.0  # nm, with 100 nm pixels
+    # best.pt holds the best epoch and reproduces its metric.
+    state = load_checkpoint(tmp_path / "best.pt")
+    assert state["best_metric"] == pytest.approx(best)
+    header = (tmp_path / "metrics.csv").read_text().splitlines()[0].split(",")
+    for col in ("epoch", "train_loss", "val_loss", "precision", "recall", "jaccard", "rmse_lat", "rmse_ax", "lr", "seconds"):
+        assert col in header
+    assert any((tmp_path / "tensorboard").iterdir())
+
+
+def test_resume_continues_exactly(tmp_path, tiny_overrides):
+    """2 epochs + resume for 1 == 3 epochs straight: epoch counter, lr, weights."""
+    straight = Trainer(tiny(tiny_overrides, "training.epochs=3", f"output.run_dir={tmp_path / 'a'}", "scheduler.name=step", "scheduler.step_size=1", "scheduler.gamma=0.5"))
+    straight.fit()
+
+    first = Trainer(tiny(tiny_overrides, "training.epochs=2", f"output.run_dir={tmp_path / 'b'}", "scheduler.name=step", "scheduler.step_size=1", "scheduler.gamma=0.5"))
+    first.fit()
+    ckpt = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 2 * 3
+
+    resumed = Trainer(
+        tiny(tiny_overrides, "training.epochs=3", f"output.run_dir={tmp_path / 'b'}", "scheduler.name=step", "scheduler.step_size=1", "scheduler.gamma=0.5"),
+        resume=tmp_path / "b" / "last.pt",
+    )
+    assert resumed.epoch == 2 and resumed.step == 6
+    lr = 0.001 * 0.5**2
+    assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+    for k, v in resumed.model.state_dict().items():
+        assert torch.equal(v, ckpt["state_dict"][k]), k
+    resumed.fit()
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3]
+    assert resumed.step == 9
+    for k, v in resumed.model.state_dict().items():
+        assert torch.allclose(v, straight.model.state_dict()[k], atol=1e-6), k
+    assert resumed.history[-1]["train_loss"] == pytest.approx(straight.history[-1]["train_loss"], rel=1e-5)
+
+
+def test_nonfinite_losses_are_skipped_then_stop_with_checkpoint_intact(tmp_path, tiny_overrides, monkeypatch):
+    cfg = tiny(tiny_overrides, "training.epochs=3", "training.max_nonfinite=2")
+    trainer = Trainer(cfg)
+    real = trainer.loss_fn.forward
+    calls = {"n": 0}
+
+    def flaky(output, batch):
+        total, parts = real(output, batch)
+        if not trainer.model.training:  # validation
+            return total, parts
+        calls["n"] += 1
+        # Epoch 1 (steps 1-3) trains; step 4 is NaN once; from step 6 on every loss is NaN.
+        if calls["n"] == 4 or calls["n"] >= 6:
+            return total * float("nan"), parts
+        return total, parts
+
+    monkeypatch.setattr(trainer.loss_fn, "forward", flaky)
+    with pytest.raises(TrainingError, match="non-finite losses in a row"):
+        trainer.fit()
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["epoch"] == 2  # the last complete epoch (its NaN steps were skipped)
+    before = state["state_dict"]
+    assert all(torch.isfinite(v).all() for v in before.values() if v.is_floating_point())
+    assert trainer.nonfinite_total == 3  # step 4, then steps 6 and 7
+    assert trainer.step == 6  # the 7th step raised before it counted
+
+
+def test_stop_flag_ends_cleanly_after_current_batch(tmp_path, tiny_overrides):
+    class StopAt(Callback):
+        def on_batch_end(self, trainer, info):
+            if info["step"] == 5:
+                trainer.request_stop("stopped by test")
+
+    events = []
+    trainer = Trainer(tiny(tiny_overrides, "training.epochs=10"), callbacks=[StopAt()], progress=events.append)
+    trainer.fit()
+    assert trainer.step == 5 and trainer.epoch == 2
+    assert events[-1]["event"] == "end" and events[-1]["reason"] == "stopped by test"
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
+    kinds = {e["event"] for e in events}
+    assert kinds == {"start", "batch", "validation", "end"}
+
+
+def test_gradient_accumulation_and_optimizers(tmp_path, tiny_overrides):
+    for opt, sched in (("adam", "plateau"), ("sgd", "cosine"), ("adamw", "none")):
+        cfg = tiny(tiny_overrides, "training.epochs=2", "training.accumulate_steps=2", f"optimizer.name={opt}",
+                   f"scheduler.name={sched}", f"output.run_dir={tmp_path / opt}")
+        trainer = Trainer(cfg)
+        trainer.fit()
+        assert trainer.step == 6 and math.isfinite(trainer.history[-1]["train_loss"])
+
+
+def test_checkpoint_contract_and_safe_loading(tmp_path, tiny_overrides):
+    trainer = Trainer(tiny(tiny_overrides, "training.epochs=1"))
+    trainer.fit()
+    path = tmp_path / "run" / "last.pt"
+    raw = torch.load(path, weights_only=True)  # plain containers and tensors only
+    for key in ("format_version", "architecture", "model_kwargs", "state_dict", "optimizer", "scheduler", "epoch",
+                "step", "best_metric", "history", "inference"):
+        assert key in raw
+    inf = raw["inference"]
+    assert inf["pixel_size_nm"] == 100.0 and inf["frame_window"] == 3 and "scaling" in inf and "camera" in inf
+    model = model_from_checkpoint(raw)
+    assert model.output_channels == tuple(inf["output_channels"])
+    assert not list(tmp_path.joinpath("run").glob("*.tmp"))  # atomic writes leave no temp files
+
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.pt: not a napari-smlm checkpoint"):
+        load_checkpoint(text)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code from a checkpoint ran",))
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as fh:
+        pickle.dump({"x": Evil()}, fh)
+    with pytest.raises(CheckpointError, match="cannot be read safely"):
+        load_checkpoint(evil)
+
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="expected keys"):
+        load_checkpoint(other)
+    with pytest.raises(CheckpointError, match="holds architecture 'double_munet', but the config asks for 'sigma_munet'"):
+        load_checkpoint(path, architecture="sigma_munet")
+    with pytest.raises(CheckpointError, match="checkpoint file not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_resume_with_other_architecture_is_refused(tmp_path, tiny_overrides):
+    Trainer(tiny(tiny_overrides, "training.epochs=1")).fit()
+    cfg = tiny(tiny_overrides, "model.architecture=sigma_munet", "training.epochs=2",
+               "loss.terms=[{name: gaussian_mm}]", f"output.run_dir={tmp_path / 'b'}")
+    with pytest.raises(CheckpointError, match="holds architecture 'double_munet'"):
+        Trainer(cfg, resume=tmp_path / "run" / "last.pt")
+
+
+def test_validation_metrics_are_real_numbers(tmp_path, tiny_overrides):
+    trainer = Trainer(tiny(tiny_overrides, "training.epochs=1"), write_files=False)
+    m = trainer.validate()
+    assert m["tp"] + m["fn"] == sum(int(b["mask"].sum()) for b in trainer.validation)
+    assert 0 <= m["jaccard"] <= 1 and np.isfinite(m["val_loss"])
