@@ -46,7 +46,7 @@ def cmd_simulate(args) -> int:
             print(f"\r  simulated {done[0]}/{args.frames} frames", end="", flush=True)
             yield chunk.numpy()
 
-    write_movie(progress(), out / "movie.tif")
+    write_movie(progress(), out / "movie.tif", (args.frames, sim.height, sim.width))
     print()
     px = cfg.simulation.pixel_size_nm
     rows = table.x_px.floor().long().clamp(0, sim.width - 1), table.y_px.floor().long().clamp(0, sim.height - 1)

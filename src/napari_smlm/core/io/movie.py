@@ -80,15 +80,22 @@ def open_movie(path: Union[str, Path]) -> Movie:
     return Movie(path)
 
 
-def write_movie(frames: Iterable[np.ndarray], path: Union[str, Path], dtype=np.uint16) -> None:
-    """Write frames (an iterable of (T, H, W) or (H, W) chunks) as one multi-page TIFF,
-    atomically, BigTIFF so any length fits."""
+def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tuple[int, int, int], dtype=np.uint16) -> None:
+    """Write (T, H, W) frames, given as an iterable of (t, H, W) chunks, as one
+    multi-page BigTIFF series, atomically; only one chunk is in memory at a time."""
+
+    def pages():
+        n = 0
+        for chunk in chunks:
+            chunk = np.asarray(chunk)
+            for frame in chunk.reshape(-1, *chunk.shape[-2:]):
+                n += 1
+                yield frame.astype(dtype)
+        if n != shape[0]:
+            raise ValueError(f"{path}: expected {shape[0]} frames, got {n}")
 
     def write(tmp: str) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
-            for chunk in frames:
-                chunk = np.asarray(chunk)
-                chunk = chunk[None] if chunk.ndim == 2 else chunk
-                tw.write(chunk.astype(dtype), contiguous=True, photometric="minisblack")
+            tw.write(pages(), shape=tuple(shape), dtype=dtype, photometric="minisblack")
 
     atomic_write(path, write)
