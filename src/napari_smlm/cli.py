@@ -1,4 +1,4 @@
-"""Command line: ``napari-smlm simulate|train|demo``.
+"""Command line: ``napari-smlm simulate|train|localize|evaluate|render|demo``.
 
 Every command validates its inputs before long work, prints progress, and exits
 non-zero with one clear message on bad input (``--debug`` for the traceback).
@@ -99,6 +99,150 @@ def cmd_train(args) -> int:
     return 0
 
 
+def _camera_from_args(args):
+    """Camera from --camera YAML, from flags, --estimate-camera, or (none given) estimated."""
+    from .core.camera import Camera
+
+    flags = {k: getattr(args, k) for k in ("baseline", "e_per_adu", "em_gain", "qe") if getattr(args, k) is not None}
+    if args.camera and flags:
+        raise ValueError("give the camera either as --camera YAML or as flags (--baseline ...), not both")
+    if args.camera:
+        return args.camera
+    if args.photons:
+        return None
+    if flags and not args.estimate_camera:
+        missing = [f"--{k.replace('_', '-')}" for k in ("baseline", "e_per_adu") if k not in flags]
+        if missing:
+            raise ValueError(f"camera flags: {', '.join(missing)} needed too (or use --estimate-camera)")
+        kind = args.camera_kind or ("emccd" if flags.get("em_gain", 1.0) > 1 else "scmos")
+        return Camera(baseline=flags["baseline"], e_per_adu=flags["e_per_adu"], em_gain=flags.get("em_gain", 1.0),
+                      qe=flags.get("qe", 1.0), read_noise_e=0.0, kind=kind)
+    return "estimate"
+
+
+def cmd_localize(args) -> int:
+    from .core.inference import LocalizationModel
+    from .core.io import write_table
+    from .core.io.tables import TableError
+    from .core.localize import localize
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".csv", ".h5", ".hdf5"):
+        raise TableError(f"--out {out}: expected a .csv, .h5 or .hdf5 file name")
+    if not out.parent.exists():
+        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+    batch = args.batch_size if args.batch_size == "auto" else _positive_int(args.batch_size, "--batch-size")
+    camera = _camera_from_args(args)
+    estimate_kwargs = {"kind": args.camera_kind or "emccd", "baseline": args.baseline, "qe": args.qe or 1.0}
+    if args.em_gain is not None:
+        estimate_kwargs["em_gain"] = args.em_gain
+    model = LocalizationModel.load(args.model)
+    print(f"model: {model.source} ({model.model.architecture}, {model.frame_window}-frame window, "
+          f"trained at {model.pixel_size_nm:g} nm pixels)")
+    t_start = time.time()
+    last = [0.0]
+
+    def progress(done, total):
+        now = time.time()
+        if now - last[0] > 0.5 or done == total:
+            last[0] = now
+            rate = done / max(now - t_start, 1e-9)
+            print(f"\r  {done}/{total} frames ({rate:.0f} frames/s)", end="", flush=True)
+
+    frame_range = None
+    if args.frames:
+        a, b = (int(v) for v in args.frames.split(":"))
+        frame_range = (a - 1, b)
+    result = localize(
+        args.movie, model=model, camera=camera, pixel_size_nm=args.pixel_size, threshold=args.threshold,
+        device=args.device, batch_size=batch, max_memory_gb=args.max_memory_gb, frame_range=frame_range,
+        nms_radius_nm=args.nms_radius_nm, progress=progress, log=print, estimate_kwargs=estimate_kwargs,
+    )
+    print()
+    table = result.table()
+    tic = time.time()
+    write_table(table, out, pixel_size_nm=result.pixel_size_nm, movie_shape=result.movie_shape)
+    result.timings["write"] = time.time() - tic
+    n_frames = (frame_range[1] - frame_range[0]) if frame_range else result.movie_shape[0]
+    total = time.time() - t_start
+    t = result.timings
+    print(f"localized {len(table['frame'])} molecules in {n_frames} frames ({len(table['frame']) / n_frames:.2f} per frame) "
+          f"at threshold {result.threshold:g}; {n_frames / total:.0f} frames/s "
+          f"(read {t.get('read', 0):.1f} s, network {t.get('network', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s, "
+          f"write {t['write']:.1f} s, batch size {t.get('batch_size')})")
+    print(f"wrote {out}" + (f" and {out.with_suffix('.yaml')}" if out.suffix.lower() != ".csv" else ""))
+    return 0
+
+
+def _positive_int(value, name):
+    try:
+        v = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a positive integer or 'auto', got {value!r}") from None
+    if v < 1:
+        raise ValueError(f"{name}: expected a positive integer or 'auto', got {value!r}")
+    return v
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from .core.evaluation import evaluate, save_plots
+    from .core.io import read_table
+    from .core.utils import atomic_write
+
+    pred = read_table(args.locs, pixel_size_nm=args.pixel_size)
+    gt = read_table(args.gt, pixel_size_nm=args.pixel_size)
+    if args.threshold is not None:
+        keep = pred["prob"] >= args.threshold
+        pred = {k: v[keep] for k, v in pred.items()}
+    metrics, m = evaluate(pred, gt, args.tolerance_nm, args.tolerance_z_nm)
+    rows = [
+        ("predictions / ground truth", f"{int(metrics['n_pred'])} / {int(metrics['n_gt'])}"),
+        ("TP / FP / FN", f"{int(metrics['tp'])} / {int(metrics['fp'])} / {int(metrics['fn'])}"),
+        ("precision", f"{metrics['precision']:.4f}"), ("recall", f"{metrics['recall']:.4f}"),
+        ("F1", f"{metrics['f1']:.4f}"), ("Jaccard", f"{metrics['jaccard']:.4f}"),
+        ("RMSE lateral / axial / volumetric [nm]", f"{metrics['rmse_lat']:.2f} / {metrics['rmse_ax']:.2f} / {metrics['rmse_vol']:.2f}"),
+        ("efficiency lateral / axial / mean [%]", f"{metrics['efficiency_lat']:.2f} / {metrics['efficiency_ax']:.2f} / {metrics['efficiency']:.2f}"),
+        ("bias x / y [nm]", f"{metrics['bias_x']:.2f} / {metrics['bias_y']:.2f}"),
+        ("photons: median relative error / RMSE", f"{metrics['photon_rel_error_median']:.4f} / {metrics['photon_rmse']:.1f}"),
+        ("average precision", f"{metrics['average_precision']:.4f}"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"tolerance {args.tolerance_nm:g} nm lateral, {args.tolerance_z_nm:g} nm axial")
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    if args.json:
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
+        print(f"wrote {args.json}")
+    if args.plots:
+        for f in save_plots(pred, gt, m, args.plots):
+            print(f"wrote {f}")
+    return 0
+
+
+def cmd_render(args) -> int:
+    import tifffile
+
+    from .core.io import read_table
+    from .core.render import render
+    from .core.utils import atomic_write
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"--out {out}: expected a .tif file name")
+    table = read_table(args.locs, pixel_size_nm=args.camera_pixel_size)
+    if args.threshold is not None:
+        keep = table["prob"] >= args.threshold
+        table = {k: v[keep] for k, v in table.items()}
+    image = render(table, args.pixel_size_nm, blur=args.blur, sigma_nm=args.sigma_nm)
+    res = 1e7 / args.pixel_size_nm  # pixels per cm
+    atomic_write(out, lambda tmp: tifffile.imwrite(tmp, image, resolution=(res, res), resolutionunit="CENTIMETER",
+                                                   metadata={"unit": "nm", "spacing_nm": args.pixel_size_nm}))
+    print(f"rendered {len(table['x'])} localizations into {image.shape[0]}x{image.shape[1]} pixels of {args.pixel_size_nm:g} nm ({args.blur}); wrote {out}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     """The main job until localization lands: a short training on the smoke config."""
     args.config = str(CONFIG_DIR / "smoke.yaml")
@@ -130,6 +274,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="validate the config, build everything, run one batch forward and backward, exit")
     p.add_argument("--print-every", type=int, default=25, help="print a running loss every N steps (default 25)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("localize", help="localize molecules in a movie", description="Run a network over a TIFF movie and write the localization table (CSV in ThunderSTORM style, or Picasso HDF5 + YAML).")
+    p.add_argument("movie", help="TIFF stack (multi-page, BigTIFF, OME-TIFF) or a folder of single-frame TIFFs")
+    p.add_argument("--model", default="default", help="'default' (the bundled model) or a checkpoint .pt")
+    p.add_argument("--out", required=True, help="output table: .csv or .h5/.hdf5")
+    cam = p.add_argument_group("camera (default: estimated from the movie)")
+    cam.add_argument("--camera", help="camera YAML (keys of simulation.camera)")
+    cam.add_argument("--baseline", type=float, help="camera baseline / offset [ADU]")
+    cam.add_argument("--e-per-adu", type=float, help="electrons per ADU (conversion factor)")
+    cam.add_argument("--em-gain", type=float, help="EM gain (EMCCD)")
+    cam.add_argument("--qe", type=float, help="quantum efficiency (0-1)")
+    cam.add_argument("--camera-kind", choices=("emccd", "scmos", "ideal"), help="camera type (default: emccd if --em-gain > 1)")
+    cam.add_argument("--estimate-camera", action="store_true", help="estimate baseline and gain from the movie (mean-variance fit)")
+    cam.add_argument("--photons", action="store_true", help="the movie is already in photons (no camera conversion)")
+    p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] (default: the model's)")
+    p.add_argument("--threshold", type=float, help="detection probability threshold (default: the model's, 0.5)")
+    p.add_argument("--frames", help="frame range FIRST:LAST, 1-based inclusive (default: all)")
+    p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
+    p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
+    p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser("evaluate", help="compare localizations with ground truth", description="Per-frame optimal matching within the tolerances; precision, recall, F1, Jaccard, RMSE, efficiency, bias, photon error, average precision.")
+    p.add_argument("locs", help="localizations (.csv or Picasso .h5)")
+    p.add_argument("gt", help="ground truth (our CSV, ThunderSTORM CSV, SMLM-challenge CSV, Picasso .h5, or HDF5 training layout)")
+    p.add_argument("--tolerance-nm", type=float, default=250.0, help="lateral matching tolerance [nm] (default 250)")
+    p.add_argument("--tolerance-z-nm", type=float, default=500.0, help="axial matching tolerance [nm] (default 500)")
+    p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
+    p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
+    p.add_argument("--json", help="write the metrics as JSON here")
+    p.add_argument("--plots", help="write PR curve and error histograms (PNG) into this folder")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("render", help="render a super-resolution image", description="Render localizations into a super-resolution TIFF (float32).")
+    p.add_argument("locs", help="localizations (.csv or Picasso .h5)")
+    p.add_argument("--pixel-size-nm", type=float, default=10.0, help="render pixel size [nm] (default 10)")
+    p.add_argument("--out", required=True, help="output .tif")
+    p.add_argument("--blur", choices=("gaussian", "histogram"), default="gaussian", help="gaussian: blur each localization by its uncertainty (default); histogram: counts")
+    p.add_argument("--sigma-nm", type=float, help="fixed blur σ [nm] instead of each localization's uncertainty")
+    p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
+    p.add_argument("--camera-pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
+    p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("demo", help="short demo training on simulated data (CPU, ~2 minutes)", description="Train the smoke config and print progress and validation metrics.")
     p.add_argument("--out", help="run directory (default runs/demo)")

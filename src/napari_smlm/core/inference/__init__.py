@@ -1,5 +1,9 @@
-"""Inference: post-processing of network maps into localizations."""
+"""Inference: chunked runner over movies and post-processing of network maps."""
 
-from .postprocess import maps_to_candidates, spatial_integration
+from .postprocess import filter_table, maps_to_candidates, non_maximum_suppression, select_rows, spatial_integration
+from .runner import BUNDLED_MODELS, Infer, InferenceCancelled, LocalizationModel, resolve_model_path
 
-__all__ = ["maps_to_candidates", "spatial_integration"]
+__all__ = [
+    "filter_table", "maps_to_candidates", "non_maximum_suppression", "select_rows", "spatial_integration",
+    "BUNDLED_MODELS", "Infer", "InferenceCancelled", "LocalizationModel", "resolve_model_path",
+]

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..utils import atomic_write
 
-__all__ = ["TableError", "write_localizations_csv", "read_table", "empty_table"]
+__all__ = ["TableError", "write_localizations_csv", "write_picasso_hdf5", "write_table", "read_table", "empty_table"]
 
 CSV_COLUMNS = [
     ("id", None),
@@ -125,13 +125,61 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     return table
 
 
+def _picasso_pixel_size(path: Path) -> Optional[float]:
+    """Pixel size from the Picasso ``.yaml`` sidecar, where one is recorded."""
+    import yaml
+
+    sidecar = path.with_suffix(".yaml")
+    if not sidecar.is_file():
+        return None
+    try:
+        for doc in yaml.safe_load_all(sidecar.read_text()):
+            if isinstance(doc, dict):
+                for key in ("Pixelsize", "Pixel Size", "pixelsize"):
+                    if key in doc:
+                        return float(doc[key])
+    except (yaml.YAMLError, ValueError, TypeError):
+        return None
+    return None
+
+
+def _read_training_layout(f, path: Path, pixel_size_nm: Optional[float]) -> dict[str, np.ndarray]:
+    """HDF5 training layout: ``positions`` [N, 3] (nm, or px with attribute units=px),
+    ``photons`` [N], optional ``frame`` [N] (default 0) and ``background``."""
+    pos = np.asarray(f["positions"], float).reshape(-1, 3)
+    n = len(pos)
+    if f["positions"].attrs.get("units", "nm") == "px":
+        if pixel_size_nm is None:
+            raise TableError(f"{path}: positions are in pixels; give the pixel size in nm")
+        pos = pos.copy()
+        pos[:, :2] = (pos[:, :2]) * pixel_size_nm
+    bg = np.asarray(f["background"], float) if "background" in f else None
+    return {
+        "frame": np.asarray(f["frame"], np.int64).reshape(-1) if "frame" in f else np.zeros(n, np.int64),
+        "x": pos[:, 0], "y": pos[:, 1], "z": pos[:, 2],
+        "photons": np.asarray(f["photons"], float).reshape(-1) if "photons" in f else np.full(n, np.nan),
+        "bg": np.full(n, float(np.mean(bg)) if bg is not None else np.nan),
+        "prob": np.ones(n),
+    }
+
+
 def _read_picasso(path: Path, pixel_size_nm: Optional[float]) -> dict[str, np.ndarray]:
     import h5py
 
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise TableError(f"{path}: not a readable HDF5 file ({exc})") from None
+    with f:
+        if "locs" not in f and "positions" in f:
+            return _read_training_layout(f, path, pixel_size_nm)
         if "locs" not in f:
-            raise TableError(f"{path}: HDF5 file has no 'locs' dataset (Picasso format); found {list(f.keys())}")
+            raise TableError(
+                f"{path}: HDF5 file has neither 'locs' (Picasso) nor 'positions' (training layout); found {list(f.keys())}"
+            )
         locs = f["locs"][...]
+    if pixel_size_nm is None:
+        pixel_size_nm = _picasso_pixel_size(path)
     if pixel_size_nm is None:
         raise TableError(f"{path}: Picasso files store camera pixels; give the pixel size in nm")
     names = locs.dtype.names
@@ -151,6 +199,69 @@ def _read_picasso(path: Path, pixel_size_nm: Optional[float]) -> dict[str, np.nd
         table["sigma_x"] = get("lpx", None) * pixel_size_nm
         table["sigma_y"] = get("lpy", None) * pixel_size_nm
     return table
+
+
+PICASSO_DTYPE = [
+    ("frame", "u4"), ("x", "f4"), ("y", "f4"), ("photons", "f4"), ("bg", "f4"),
+    ("lpx", "f4"), ("lpy", "f4"), ("z", "f4"), ("prob", "f4"),
+]
+
+
+def write_picasso_hdf5(
+    table: dict[str, np.ndarray], path: Union[str, Path], pixel_size_nm: float,
+    movie_shape: Optional[tuple[int, int, int]] = None, extra_info: Optional[dict] = None,
+) -> None:
+    """Picasso's format: dataset ``locs`` (x, y in camera pixels with pixel centres
+    at integers, 0-based frames) and the ``.yaml`` sidecar Picasso Render needs.
+    Both files are written atomically (the sidecar first)."""
+    import h5py
+    import yaml
+
+    path = Path(path)
+    n = len(table["frame"])
+    locs = np.zeros(n, dtype=PICASSO_DTYPE)
+    locs["frame"] = np.asarray(table["frame"], np.int64)
+    locs["x"] = np.asarray(table["x"], float) / pixel_size_nm - 0.5
+    locs["y"] = np.asarray(table["y"], float) / pixel_size_nm - 0.5
+    locs["photons"] = table.get("photons", np.full(n, np.nan))
+    locs["bg"] = table.get("bg", np.full(n, np.nan))
+    # Picasso's lpx/lpy are localization precisions in camera pixels.
+    lp = np.full(n, 0.1)
+    locs["lpx"] = np.asarray(table["sigma_x"]) / pixel_size_nm if "sigma_x" in table else lp
+    locs["lpy"] = np.asarray(table["sigma_y"]) / pixel_size_nm if "sigma_y" in table else lp
+    locs["z"] = table.get("z", np.zeros(n))
+    locs["prob"] = table.get("prob", np.ones(n))
+    t, h, w = movie_shape if movie_shape is not None else (
+        int(locs["frame"].max()) + 1 if n else 1,
+        int(np.ceil(locs["y"].max() + 1)) if n else 1,
+        int(np.ceil(locs["x"].max() + 1)) if n else 1,
+    )
+    info = [
+        {"Byte Order": "<", "Data Type": "uint16", "File": str(path.with_suffix(".tif").name),
+         "Frames": int(t), "Height": int(h), "Width": int(w)},
+        {"Generated by": "napari-smlm", "Pixelsize": float(pixel_size_nm), **(extra_info or {})},
+    ]
+    atomic_write(path.with_suffix(".yaml"), lambda tmp: Path(tmp).write_text(yaml.safe_dump_all(info, sort_keys=False)))
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("locs", data=locs)
+
+    atomic_write(path, write)
+
+
+def write_table(table: dict[str, np.ndarray], path: Union[str, Path], pixel_size_nm: Optional[float] = None,
+                movie_shape: Optional[tuple[int, int, int]] = None) -> None:
+    """Write a table by extension: ``.csv`` (ThunderSTORM style) or ``.h5``/``.hdf5`` (Picasso)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        write_localizations_csv(table, path)
+    elif suffix in (".h5", ".hdf5"):
+        if pixel_size_nm is None:
+            raise TableError(f"{path}: Picasso files store camera pixels; the pixel size is needed")
+        write_picasso_hdf5(table, path, pixel_size_nm, movie_shape)
+    else:
+        raise TableError(f"{path}: unknown output format {suffix!r}; expected .csv, .h5 or .hdf5")
 
 
 def read_table(path: Union[str, Path], pixel_size_nm: Optional[float] = None) -> dict[str, np.ndarray]:

@@ -57,6 +57,11 @@ class SMLMModel(nn.Module):
     def stride(self) -> int:
         return 1
 
+    @property
+    def receptive_radius(self) -> int:
+        """Upper bound (input pixels) on the spatial reach of one output pixel."""
+        raise NotImplementedError
+
     def channel(self, name: str) -> int:
         return self.output_channels.index(name)
 

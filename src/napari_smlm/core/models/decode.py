@@ -87,6 +87,10 @@ class SimpleSMLMNet(_HeadedModel):
     def stride(self) -> int:
         return self.unet.stride
 
+    @property
+    def receptive_radius(self) -> int:
+        return self.unet.receptive_radius + 1  # + the heads' 3x3 conv
+
     def _forward(self, frames):
         return self._apply_heads(self.unet(frames))
 
@@ -128,6 +132,10 @@ class DoubleMUnet(_HeadedModel):
     @property
     def stride(self) -> int:
         return max(self.shared.stride, self.union.stride)
+
+    @property
+    def receptive_radius(self) -> int:
+        return self.shared.receptive_radius + self.union.receptive_radius + 1
 
     def _forward(self, frames):
         b, k, h, w = frames.shape

@@ -100,6 +100,18 @@ class UNet2d(nn.Module):
     def stride(self) -> int:
         return 2**self.depth
 
+    @property
+    def receptive_radius(self) -> int:
+        """An upper bound, in input pixels, on how far an output pixel can see.
+
+        Per level at scale s = 2**i: two 3x3 convs down (2s), pooling (<= 2s),
+        upsampling (bilinear 2s + 3x3 conv s, or transposed conv 2s), two 3x3 convs
+        up (2s); plus the bottom block (2 · 2**depth). Tiled inference uses it as
+        the halo, so that tiles give exactly the untiled result.
+        """
+        per_level = 9 if self.upsampling == "bilinear" else 8
+        return per_level * (2**self.depth - 1) + 2 * 2**self.depth
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
         for enc, pool in zip(self.encoders, self.pools):

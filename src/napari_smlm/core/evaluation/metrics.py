@@ -1,0 +1,102 @@
+"""Full evaluation of localizations against ground truth (SMLM challenge 2016 style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from .matching import MatchResult, match, metrics_from_match
+
+__all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots"]
+
+
+def efficiency(jaccard: float, rmse: float, alpha: float) -> float:
+    """SMLM challenge 2016 efficiency in %: 100 - sqrt((100 - 100·Jaccard)² + α²·RMSE²)."""
+    if not np.isfinite(rmse):
+        return float("nan")
+    return float(100.0 - np.sqrt((100.0 * (1.0 - jaccard)) ** 2 + (alpha * rmse) ** 2))
+
+
+def precision_recall_curve(pred: dict, m: MatchResult) -> dict[str, np.ndarray]:
+    """Precision and recall as the probability threshold sweeps down through the
+    predictions (each counted TP or FP as in the full matching), and the average
+    precision (area under the step-wise curve)."""
+    prob = np.asarray(pred.get("prob", np.ones(m.n_pred)), float)
+    order = np.argsort(-prob, kind="stable")
+    tp_flag = np.zeros(m.n_pred, bool)
+    tp_flag[m.pred_index] = True
+    tp = np.cumsum(tp_flag[order])
+    n = np.arange(1, m.n_pred + 1)
+    precision = tp / n if m.n_pred else np.zeros(0)
+    recall = tp / m.n_gt if m.n_gt else np.zeros_like(precision)
+    # AP = Σ (R_i - R_{i-1}) · P_i over the thresholds
+    ap = float(np.sum(np.diff(np.concatenate([[0.0], recall])) * precision)) if m.n_pred else 0.0
+    return {"threshold": prob[order], "precision": precision, "recall": recall, "average_precision": ap}
+
+
+def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = 500.0) -> tuple[dict, MatchResult]:
+    """Match per frame (Hungarian, within the tolerances) and compute: precision,
+    recall, F1, Jaccard, RMSE lateral/axial/volumetric (nm), efficiency lateral
+    (α = 1 nm⁻¹), axial (α = 0.5 nm⁻¹) and their mean, photon error (relative
+    median and RMSE, where ground truth has photons), bias in x/y (nm, mean of
+    prediction - truth) and average precision over the probability threshold."""
+    m = match(pred, gt, tolerance_nm, tolerance_z_nm)
+    out = metrics_from_match(pred, gt, m)
+    out["efficiency_lat"] = efficiency(out["jaccard"], out["rmse_lat"], 1.0)
+    out["efficiency_ax"] = efficiency(out["jaccard"], out["rmse_ax"], 0.5)
+    out["efficiency"] = 0.5 * (out["efficiency_lat"] + out["efficiency_ax"])
+    pi, gi = m.pred_index, m.gt_index
+    if len(pi):
+        out["bias_x"] = float(np.mean(np.asarray(pred["x"])[pi] - np.asarray(gt["x"])[gi]))
+        out["bias_y"] = float(np.mean(np.asarray(pred["y"])[pi] - np.asarray(gt["y"])[gi]))
+        gp, pp = np.asarray(gt.get("photons", np.full(m.n_gt, np.nan)), float)[gi], np.asarray(pred.get("photons", np.full(m.n_pred, np.nan)), float)[pi]
+        ok = np.isfinite(gp) & np.isfinite(pp) & (gp > 0)
+        out["photon_rel_error_median"] = float(np.median((pp[ok] - gp[ok]) / gp[ok])) if ok.any() else float("nan")
+        out["photon_rmse"] = float(np.sqrt(np.mean((pp[ok] - gp[ok]) ** 2))) if ok.any() else float("nan")
+    else:
+        out.update(bias_x=float("nan"), bias_y=float("nan"), photon_rel_error_median=float("nan"), photon_rmse=float("nan"))
+    out["average_precision"] = precision_recall_curve(pred, m)["average_precision"]
+    out["n_pred"], out["n_gt"] = float(m.n_pred), float(m.n_gt)
+    return out, m
+
+
+def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path], title: Optional[str] = None) -> list[Path]:
+    """PR curve and error histograms (dx, dy, dz, photons) as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    curve = precision_recall_curve(pred, m)
+    files = []
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.plot(curve["recall"], curve["precision"])
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"{title + ': ' if title else ''}AP = {curve['average_precision']:.3f}")
+    fig.tight_layout()
+    files.append(directory / "pr_curve.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+
+    pi, gi = m.pred_index, m.gt_index
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
+    for ax, key, unit in zip(axes, ("x", "y", "z", "photons"), ("nm", "nm", "nm", "photons")):
+        if key in pred and key in gt and len(pi):
+            d = np.asarray(pred[key], float)[pi] - np.asarray(gt[key], float)[gi]
+            d = d[np.isfinite(d)]
+            if len(d):
+                ax.hist(d, bins=50)
+                ax.set_title(f"{key}: mean {d.mean():.1f}, sd {d.std():.1f} {unit}")
+        ax.set_xlabel(f"predicted - true {key} [{unit}]")
+    fig.tight_layout()
+    files.append(directory / "error_histograms.png")
+    fig.savefig(files[-1], dpi=100)
+    plt.close(fig)
+    return files

@@ -1,0 +1,287 @@
+"""Chunked inference: a movie in, candidate localizations out, in bounded memory.
+
+Frames are streamed in chunks; each frame is predicted from its K-frame window
+(the first and last frames repeat the edge frame). Frames larger than a tile are
+cut into tiles with a halo at least the network's receptive radius, with tile
+origins on the network's stride grid, so the tiled result equals the untiled one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..camera import Camera
+from ..config import CameraConfig, ScalingConfig, from_dict
+from ..models import SMLMModel
+from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .postprocess import maps_to_candidates
+
+__all__ = [
+    "LocalizationModel", "Infer", "InferenceCancelled", "resolve_model_path", "BUNDLED_MODELS", "available_memory_bytes",
+]
+
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+BUNDLED_MODELS = {"default": MODELS_DIR / "default_2d.pt"}
+
+
+class InferenceCancelled(RuntimeError):
+    """Raised when the cancel callback asks to stop (between batches)."""
+
+
+def resolve_model_path(model: Union[str, Path]) -> Path:
+    """A bundled model name (``default``) or a checkpoint path."""
+    if str(model) in BUNDLED_MODELS:
+        path = BUNDLED_MODELS[str(model)]
+        if not path.is_file():
+            raise CheckpointError(f"bundled model {model!r} is not installed ({path} missing)")
+        return path
+    path = Path(model)
+    if not path.exists():
+        known = ", ".join(sorted(BUNDLED_MODELS))
+        raise CheckpointError(f"--model {model}: neither a bundled model ({known}) nor an existing checkpoint file")
+    return path
+
+
+@dataclass
+class LocalizationModel:
+    """A network plus everything inference needs (from its checkpoint)."""
+
+    model: SMLMModel
+    frame_window: int
+    scaling: ScalingConfig
+    pixel_size_nm: float
+    camera: Camera
+    detection_threshold: float = 0.5
+    source: str = ""
+    info: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model: Union[str, Path]) -> "LocalizationModel":
+        path = resolve_model_path(model)
+        state = load_checkpoint(path)
+        try:
+            net = model_from_checkpoint(state)
+        except (ValueError, RuntimeError, KeyError) as exc:
+            raise CheckpointError(f"{path}: cannot rebuild the model ({str(exc).splitlines()[0]})") from None
+        inf = state["inference"]
+        return cls(
+            model=net.eval(),
+            frame_window=int(inf["frame_window"]),
+            scaling=from_dict(ScalingConfig, dict(inf["scaling"]), "inference.scaling"),
+            pixel_size_nm=float(inf["pixel_size_nm"]),
+            camera=Camera.from_config(from_dict(CameraConfig, dict(inf["camera"]), "inference.camera")),
+            detection_threshold=float(inf.get("detection_threshold", 0.5)),
+            source=str(path),
+            info={"epoch": state.get("epoch"), "step": state.get("step"), "best_metric": state.get("best_metric")},
+        )
+
+    @property
+    def halo(self) -> int:
+        s = self.model.stride
+        return int(math.ceil(self.model.receptive_radius / s) * s)
+
+    @property
+    def min_frame_size(self) -> int:
+        return self.model.stride
+
+
+def available_memory_bytes(device: torch.device) -> int:
+    """Free memory on the device (CUDA: free device memory; CPU: MemAvailable)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def _is_oom(exc: BaseException) -> bool:
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower() or isinstance(exc, MemoryError)
+
+
+class Infer:
+    """Run a :class:`LocalizationModel` over a movie.
+
+    Parameters
+    ----------
+    model : the loaded model.
+    device : ``auto`` | ``cpu`` | ``cuda``.
+    batch_size : windows per forward pass, or ``auto`` (largest that fits
+        ``max_memory_gb``, halved on out-of-memory and retried).
+    max_memory_gb : memory budget for activations; default: half the free memory.
+    tile_size : largest frame side processed in one piece (tiles with halo above it).
+    amp : mixed precision on CUDA.
+    """
+
+    def __init__(self, model: LocalizationModel, device: str = "auto", batch_size: Union[int, str] = "auto",
+                 max_memory_gb: Optional[float] = None, tile_size: Optional[int] = 512, amp: bool = True):
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda: no CUDA device is available")
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"--device: expected auto, cpu or cuda, got {device!r}")
+        self.device = torch.device(device)
+        self.lm = model
+        self.model = model.model.to(self.device).eval()
+        if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"--batch-size: expected a positive integer or 'auto', got {batch_size!r}")
+        self.batch_size = batch_size
+        self.max_memory_bytes = None if max_memory_gb is None else int(max_memory_gb * 2**30)
+        if self.max_memory_bytes is not None and self.max_memory_bytes <= 0:
+            raise ValueError(f"--max-memory-gb: expected a positive number, got {max_memory_gb}")
+        s = self.model.stride
+        self.tile_size = None if tile_size is None else max(s, (int(tile_size) // s) * s)
+        self.amp = bool(amp and self.device.type == "cuda")
+
+    # ------------------------------------------------------------------ sizing
+    def bytes_per_window(self, h: int, w: int) -> int:
+        """Estimated activation memory of one window (generous: float32, live maps of
+        the widest full-resolution layers, the window itself and the output)."""
+        kw = self.model.init_kwargs
+        feats = max(int(kw.get("initial_features", 32)), int(kw.get("inter_features", 0)))
+        k = self.lm.frame_window
+        per_pixel = 4 * (k * feats * 4 + feats * 8 + k + len(self.model.output_channels))
+        return int(per_pixel * h * w * (2 if self.amp is False else 1))
+
+    def auto_batch_size(self, h: int, w: int) -> int:
+        budget = self.max_memory_bytes or available_memory_bytes(self.device) // 2
+        return int(max(1, min(1024, budget // max(1, self.bytes_per_window(h, w)))))
+
+    # ------------------------------------------------------------------ network
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
+
+    def _tiles(self, h: int, w: int) -> list[tuple[slice, slice, slice, slice]]:
+        """(input rows, input cols, output rows within the input tile, output cols) per tile."""
+        t = self.tile_size
+        if t is None or (h <= t and w <= t):
+            return [(slice(0, h), slice(0, w), slice(0, h), slice(0, w))]
+        halo = self.lm.halo
+        out = []
+        for y0 in range(0, h, t):
+            for x0 in range(0, w, t):
+                y1, x1 = min(y0 + t, h), min(x0 + t, w)
+                iy0, ix0 = max(0, y0 - halo), max(0, x0 - halo)
+                iy1, ix1 = min(h, y1 + halo), min(w, x1 + halo)
+                out.append((slice(iy0, iy1), slice(ix0, ix1), slice(y0 - iy0, y1 - iy0), slice(x0 - ix0, x1 - ix0)))
+        return out
+
+    @torch.inference_mode()
+    def predict_maps(self, windows: torch.Tensor) -> torch.Tensor:
+        """(B, K, H, W) photons -> (B, C, H, W) network output (tiled when large)."""
+        sc = self.lm.scaling
+        b, _, h, w = windows.shape
+        tiles = self._tiles(h, w)
+        out = None
+        for rows, cols, orow, ocol in tiles:
+            x = ((windows[:, :, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
+            with self._autocast():
+                y = self.model(x).float()
+            if len(tiles) == 1:
+                return y
+            if out is None:
+                out = torch.empty((b, y.shape[1], h, w), device=y.device)
+            out[:, :, rows.start + orow.start:rows.start + orow.stop, cols.start + ocol.start:cols.start + ocol.stop] = y[:, :, orow, ocol]
+        return out
+
+    # ------------------------------------------------------------------ movie
+    def run(
+        self,
+        movie: Sequence,
+        camera: Optional[Camera] = None,
+        frame_range: Optional[tuple[int, int]] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+        cancel: Optional[Callable[[], bool]] = None,
+        min_prob: float = 0.1,
+        timings: Optional[dict] = None,
+    ) -> dict[str, np.ndarray]:
+        """Localize every frame of ``movie`` ((T, H, W), indexable by slices; ADU
+        unless ``camera`` is None, in which case it is already photons).
+
+        Returns the candidate table (see :func:`maps_to_candidates`), frames 0-based
+        in the movie's numbering. ``progress(done, total)`` is called after every
+        batch; ``cancel()`` returning True stops between batches.
+        """
+        import time
+
+        timings = timings if timings is not None else {}
+        for key in ("read", "network", "postprocess"):
+            timings.setdefault(key, 0.0)
+        n_total = len(movie)
+        start, stop = frame_range if frame_range is not None else (0, n_total)
+        if not (0 <= start < stop <= n_total):
+            raise ValueError(f"frame range {start}..{stop} is outside the movie's 0..{n_total} frames")
+        h, w = movie.shape[-2:] if hasattr(movie, "shape") else np.asarray(movie[0:1]).shape[-2:]
+        k = self.lm.frame_window
+        c = k // 2
+        batch = self.batch_size if self.batch_size != "auto" else self.auto_batch_size(min(h, self.tile_size or h), min(w, self.tile_size or w))
+        if self.tile_size is not None and (h > self.tile_size or w > self.tile_size):
+            # auto sizing was per tile; one batch of windows holds whole frames in host memory
+            batch = max(1, min(batch, (self.max_memory_bytes or available_memory_bytes(torch.device("cpu")) // 4) // (4 * k * h * w)))
+        chunk = max(batch, 32)
+        tables = []
+        done = 0
+        t0 = start
+        while t0 < stop:
+            t1 = min(t0 + chunk, stop)
+            tic = time.perf_counter()
+            lo, hi = max(0, t0 - c), min(n_total, t1 + c)
+            block = torch.from_numpy(np.asarray(movie[lo:hi], dtype=np.float32))
+            if block.ndim != 3 or block.shape[0] != hi - lo:
+                raise ValueError(f"movie returned frames of shape {tuple(block.shape)} for frames {lo}..{hi}")
+            if not torch.isfinite(block).all():
+                bad = lo + int(torch.nonzero(~torch.isfinite(block))[0, 0])
+                raise ValueError(f"movie frame {bad} holds NaN or infinite pixels")
+            if camera is not None:
+                block = camera.to_photons(block)
+            # indices of each window's frames inside the block, edges repeated
+            idx = torch.arange(t0, t1).unsqueeze(1) + torch.arange(-c, c + 1).unsqueeze(0)
+            idx = idx.clamp(0, n_total - 1) - lo
+            timings["read"] += time.perf_counter() - tic
+            b0 = 0
+            while b0 < t1 - t0:
+                if cancel is not None and cancel():
+                    raise InferenceCancelled(f"cancelled after {done} of {stop - start} frames")
+                b1 = min(b0 + batch, t1 - t0)
+                windows = block[idx[b0:b1]]
+                tic = time.perf_counter()
+                try:
+                    maps = self.predict_maps(windows)
+                except (RuntimeError, MemoryError) as exc:
+                    if not _is_oom(exc) or batch == 1:
+                        raise
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    batch = max(1, batch // 2)  # back off and retry this batch
+                    continue
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                tic2 = time.perf_counter()
+                timings["network"] += tic2 - tic
+                tables.append(maps_to_candidates(maps, self.model.output_channels, self.lm.scaling,
+                                                 self.lm.pixel_size_nm, frame_offset=t0 + b0, min_prob=min_prob))
+                timings["postprocess"] += time.perf_counter() - tic2
+                done += b1 - b0
+                b0 = b1
+                if progress is not None:
+                    progress(done, stop - start)
+            t0 = t1
+        timings["batch_size"] = batch
+        if not tables:
+            return maps_to_candidates(torch.zeros(0, len(self.model.output_channels), h, w), self.model.output_channels,
+                                      self.lm.scaling, self.lm.pixel_size_nm)
+        return {key: np.concatenate([t[key] for t in tables]) for key in tables[0]}

@@ -1,0 +1,151 @@
+"""Localize a movie: the one function the CLI and the napari widget both call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import yaml
+
+from .camera import Camera, estimate_camera
+from .config import CameraConfig, ConfigError, from_dict
+from .inference.postprocess import filter_table, non_maximum_suppression, select_rows
+from .inference.runner import Infer, LocalizationModel
+from .io.movie import MovieError, open_movie
+
+__all__ = ["LocalizeResult", "localize", "load_camera", "check_movie", "MIN_FRAME_SIZE"]
+
+MIN_FRAME_SIZE = 8  # px; smaller frames hold no usable PSF
+
+
+@dataclass
+class LocalizeResult:
+    """All candidates (after NMS) with their probabilities, so a new threshold is a
+    re-filter, not a re-run."""
+
+    candidates: dict[str, np.ndarray]
+    threshold: float
+    pixel_size_nm: float
+    movie_shape: tuple[int, int, int]
+    camera: Optional[Camera]
+    camera_report: Optional[dict] = None
+    timings: dict = field(default_factory=dict)
+    model_source: str = ""
+
+    def table(self, threshold: Optional[float] = None, min_photons: Optional[float] = None,
+              max_uncertainty_nm: Optional[float] = None) -> dict[str, np.ndarray]:
+        return filter_table(self.candidates, self.threshold if threshold is None else threshold, min_photons, max_uncertainty_nm)
+
+
+def load_camera(path: Union[str, Path]) -> Camera:
+    """A camera YAML: the camera keys at the top level, under ``camera:``, or a whole
+    training config (``simulation.camera``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: camera file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if isinstance(data, dict) and "simulation" in data:
+        data = (data["simulation"] or {}).get("camera", {})
+    elif isinstance(data, dict) and "camera" in data:
+        data = data["camera"]
+    try:
+        return Camera.from_config(from_dict(CameraConfig, data, "camera"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def check_movie(movie, name: str = "movie") -> tuple[int, int, int]:
+    """Shape checks before long work: (T, H, W), not empty, not too small."""
+    shape = tuple(int(s) for s in getattr(movie, "shape", ()))
+    if len(shape) == 2:
+        raise MovieError(f"{name}: a single frame must be given as a (1, Y, X) stack here")
+    if len(shape) != 3:
+        raise MovieError(f"{name}: expected a stack (T, Y, X), got shape {shape}")
+    if shape[0] == 0:
+        raise MovieError(f"{name}: the movie has no frames")
+    if min(shape[1:]) < MIN_FRAME_SIZE:
+        raise MovieError(f"{name}: frames of {shape[1]}x{shape[2]} px are smaller than the minimum {MIN_FRAME_SIZE}x{MIN_FRAME_SIZE}")
+    return shape  # type: ignore[return-value]
+
+
+def localize(
+    movie,
+    model: Union[str, Path, LocalizationModel] = "default",
+    camera: Union[Camera, str, Path, None] = "estimate",
+    pixel_size_nm: Optional[float] = None,
+    threshold: Optional[float] = None,
+    device: str = "auto",
+    batch_size: Union[int, str] = "auto",
+    max_memory_gb: Optional[float] = None,
+    frame_range: Optional[tuple[int, int]] = None,
+    nms_radius_nm: Optional[float] = None,
+    tile_size: Optional[int] = 512,
+    progress: Optional[Callable[[int, int], None]] = None,
+    cancel: Optional[Callable[[], bool]] = None,
+    log: Callable[[str], None] = lambda s: None,
+    estimate_kwargs: Optional[dict] = None,
+) -> LocalizeResult:
+    """Localize molecules in ``movie`` (a path or a (T, Y, X) array in ADU).
+
+    ``camera``: a :class:`Camera`, a camera YAML path, ``"estimate"`` (from the
+    movie; the estimate is logged) or None (the movie is already in photons).
+    ``pixel_size_nm`` defaults to the model's. Every input is checked before the
+    network runs; see DESIGN.md for the output table.
+    """
+    name = str(movie) if isinstance(movie, (str, Path)) else "movie"
+    if isinstance(movie, (str, Path)):
+        movie = open_movie(movie)
+    shape = check_movie(movie, name)
+    lm = model if isinstance(model, LocalizationModel) else LocalizationModel.load(model)
+    px = float(pixel_size_nm) if pixel_size_nm is not None else lm.pixel_size_nm
+    if px <= 0:
+        raise ValueError(f"--pixel-size: expected a positive number of nm, got {px}")
+    if abs(px / lm.pixel_size_nm - 1) > 0.2:
+        log(f"warning: pixel size {px:g} nm differs from the model's training pixel size {lm.pixel_size_nm:g} nm; "
+            f"the PSF width in pixels may be outside what the model learned")
+    threshold = lm.detection_threshold if threshold is None else float(threshold)
+    if not 0 < threshold <= 1:
+        raise ValueError(f"--threshold: expected a probability in (0, 1], got {threshold}")
+
+    report = None
+    if isinstance(camera, str) and camera == "estimate":
+        camera, report = estimate_camera(movie, **(estimate_kwargs or {}))
+        log(f"camera estimated from the movie ({report['method']}): baseline {report['baseline']:.1f} ADU, "
+            f"{report['adu_per_e']:.3g} ADU per photoelectron ({report['kind']}, EM gain {report['em_gain']:g}, "
+            f"qe {report['qe']:g})" + (f", fit R² {report['r2']:.3f}" if np.isfinite(report["r2"]) else ""))
+    elif isinstance(camera, (str, Path)):
+        camera = load_camera(camera)
+
+    sample = np.asarray(movie[0:min(shape[0], 16)], dtype=np.float32)
+    if not np.isfinite(sample).all():
+        bad = int(np.argwhere(~np.isfinite(sample))[0][0])
+        raise MovieError(f"{name}: frame {bad} holds NaN or infinite pixels")
+    if camera is not None:
+        photons = camera.to_photons(__import__("torch").from_numpy(sample)).numpy()
+        if np.median(photons) < 0:
+            raise ValueError(
+                f"camera: with baseline {camera.baseline:g} ADU, most pixels become negative photons "
+                f"(the movie's median is {np.median(sample):.1f} ADU); check the baseline / camera"
+            )
+
+    infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size)
+    timings: dict = {}
+    t0 = time.perf_counter()
+    cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
+                     min_prob=min(0.1, threshold), timings=timings)
+    if px != lm.pixel_size_nm:  # positions were computed on the model's grid
+        for key in ("x", "y", "sigma_x", "sigma_y"):
+            if key in cand:
+                cand[key] = cand[key] * (px / lm.pixel_size_nm)
+    radius = 0.5 * px if nms_radius_nm is None else float(nms_radius_nm)
+    tic = time.perf_counter()
+    cand = select_rows(cand, non_maximum_suppression(cand, radius))
+    timings["postprocess"] = timings.get("postprocess", 0.0) + time.perf_counter() - tic
+    timings["total"] = time.perf_counter() - t0
+    return LocalizeResult(cand, threshold, px, shape, camera, report, timings, lm.source)
