@@ -29,7 +29,9 @@ class Movie:
                 raise MovieError(f"{self.path}: folder holds no .tif/.tiff files")
             self._files = files
             first = tifffile.imread(files[0])
-            self._check(first.shape[-2:] if first.ndim == 2 else first.shape, first.dtype, files[0])
+            if first.ndim != 2:
+                raise MovieError(f"{files[0]}: a folder of frames needs single-frame (Y, X) files, got shape {first.shape}")
+            self._check(first.shape, first.dtype, files[0])
             self.shape = (len(files), *first.shape[-2:])
             self.dtype = first.dtype
             return
@@ -38,10 +40,10 @@ class Movie:
         try:
             with tifffile.TiffFile(self.path) as tif:
                 series = tif.series[0]
-                shape, dtype = tuple(series.shape), series.dtype
+                shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
         except (tifffile.TiffFileError, ValueError, IndexError) as exc:
             raise MovieError(f"{self.path}: not a readable TIFF ({exc})") from None
-        self._check(shape, dtype, self.path)
+        self._check(shape, dtype, self.path, rgb="S" in axes)
         self.shape = (1, *shape) if len(shape) == 2 else shape
         self.dtype = dtype
         try:
@@ -52,13 +54,13 @@ class Movie:
             self._data = None  # compressed or tiled: read page by page
 
     @staticmethod
-    def _check(shape, dtype, path) -> None:
+    def _check(shape, dtype, path, rgb: bool = False) -> None:
         if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
             raise MovieError(f"{path}: expected numeric pixel data, got dtype {dtype}")
-        if len(shape) not in (2, 3) or (len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4):
+        if rgb or len(shape) not in (2, 3):
             raise MovieError(
                 f"{path}: expected a single frame (Y, X) or a stack (T, Y, X), got shape {tuple(shape)}"
-                + (" (looks like RGB)" if shape[-1] in (3, 4) else "")
+                + (" (RGB)" if rgb else "")
             )
 
     def __len__(self) -> int:

@@ -1,0 +1,62 @@
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_smlm.core.evaluation import efficiency, evaluate, match
+from napari_smlm.core.io import write_localizations_csv
+from napari_smlm.core.render import render
+
+from .conftest import run_cli
+
+
+def gt_and_pred():
+    gt = {"frame": np.array([0, 0, 0, 1, 1]), "x": np.array([1000.0, 2000.0, 3000.0, 1000.0, 1100.0]),
+          "y": np.array([1000.0, 1000.0, 1000.0, 500.0, 500.0]), "z": np.zeros(5), "photons": np.full(5, 1000.0)}
+    pred = {"frame": np.array([0, 0, 1, 1, 2]), "x": np.array([1030.0, 2000.0, 1090.0, 1010.0, 50.0]),
+            "y": np.array([1040.0, 1000.0, 500.0, 500.0, 50.0]), "z": np.zeros(5),
+            "photons": np.array([1100.0, 900.0, 1000.0, 1000.0, 10.0]), "prob": np.array([0.9, 0.8, 0.7, 0.6, 0.5])}
+    return gt, pred
+
+
+def test_matching_and_metrics_by_hand():
+    gt, pred = gt_and_pred()
+    m, r = evaluate(pred, gt, tolerance_nm=250)
+    # frame 0: (1030,1040)-(1000,1000) 50 nm, (2000,1000) exact; frame 1: optimal pairs 1010->1000, 1090->1100; frame 2: FP
+    assert (m["tp"], m["fp"], m["fn"]) == (4, 1, 1)
+    assert m["jaccard"] == pytest.approx(4 / 6) and m["precision"] == pytest.approx(0.8) and m["recall"] == pytest.approx(0.8)
+    assert m["rmse_lat"] == pytest.approx(np.sqrt((50**2 + 0 + 10**2 + 10**2) / 4))
+    assert m["bias_x"] == pytest.approx((30 + 0 + 10 - 10) / 4)
+    assert m["efficiency_lat"] == pytest.approx(100 - np.sqrt((100 / 3) ** 2 + m["rmse_lat"] ** 2))
+    assert efficiency(1.0, 0.0, 1.0) == 100.0
+    # AP: the FP has the lowest probability, so precision is 1 until recall 0.8.
+    assert m["average_precision"] == pytest.approx(0.8)
+    # A tight tolerance drops the 50 nm pair.
+    assert len(match(pred, gt, tolerance_nm=30).pred_index) == 3
+
+
+def test_evaluate_cli_json_and_plots(tmp_path):
+    gt, pred = gt_and_pred()
+    write_localizations_csv(gt | {"prob": np.ones(5), "bg": np.zeros(5)}, tmp_path / "gt.csv")
+    write_localizations_csv(pred | {"bg": np.zeros(5)}, tmp_path / "pred.csv")
+    out = run_cli("evaluate", tmp_path / "pred.csv", tmp_path / "gt.csv", "--json", tmp_path / "m.json", "--plots", tmp_path / "plots").stdout
+    assert "Jaccard" in out and "0.6667" in out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["tp"] == 4
+    assert (tmp_path / "plots" / "pr_curve.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "error_histograms.png").stat().st_size > 1000
+
+
+def test_render_histogram_and_gaussian(tmp_path):
+    t = {"x": np.array([15.0, 15.0, 95.0]), "y": np.array([25.0, 25.0, 5.0]), "sigma_x": np.full(3, 20.0), "sigma_y": np.full(3, 20.0)}
+    h = render(t, 10.0, shape_nm=(100, 100), blur="histogram")
+    assert h.shape == (10, 10) and h[2, 1] == 2 and h[0, 9] == 1 and h.sum() == 3
+    t2 = {"x": np.array([75.0, 75.0, 150.0]), "y": np.array([85.0, 85.0, 40.0]), "sigma_x": np.full(3, 20.0), "sigma_y": np.full(3, 20.0)}
+    g = render(t2, 10.0, shape_nm=(200, 200), blur="gaussian")
+    assert g.sum() == pytest.approx(3, rel=0.01)  # blurring keeps the counts
+    assert divmod(int(g.argmax()), 20) == (8, 7) and g[8, 7] < 2  # spread out, around the molecule's pixel
+    write_localizations_csv({"frame": np.zeros(3, int), **t, "z": np.zeros(3), "photons": np.ones(3), "bg": np.ones(3), "prob": np.ones(3)}, tmp_path / "l.csv")
+    run_cli("render", tmp_path / "l.csv", "--pixel-size-nm", 5, "--out", tmp_path / "r.tif")
+    img = tifffile.imread(tmp_path / "r.tif")
+    assert img.dtype == np.float32 and img.shape == (6, 20)

@@ -1,0 +1,118 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_smlm.core.config import ScalingConfig
+from napari_smlm.core.camera import Camera
+from napari_smlm.core.inference import Infer, InferenceCancelled, LocalizationModel, non_maximum_suppression, spatial_integration
+from napari_smlm.core.inference.postprocess import filter_table, maps_to_candidates
+from napari_smlm.core.models import build_model
+
+
+def small_model(name="sigma_munet", **kw):
+    torch.manual_seed(0)
+    kwargs = dict(frame_window=3, initial_features=8, inter_features=8) if name != "simple_smlm_net" else dict(frame_window=1, initial_features=8)
+    kwargs.update(kw)
+    model = build_model(name, **kwargs).eval()
+    return LocalizationModel(model=model, frame_window=kwargs["frame_window"], scaling=ScalingConfig(), pixel_size_nm=100.0,
+                             camera=Camera())
+
+
+def test_tiled_equals_untiled_256_as_64():
+    lm = small_model()
+    movie = torch.rand(2, 3, 256, 256) * 100
+    whole = Infer(lm, device="cpu", tile_size=None).predict_maps(movie)
+    tiled_infer = Infer(lm, device="cpu", tile_size=64)
+    assert len(tiled_infer._tiles(256, 256)) == 16
+    tiled = tiled_infer.predict_maps(movie)
+    assert torch.allclose(tiled, whole, atol=1e-5, rtol=0), (tiled - whole).abs().max()
+    # A halo too small is detectably wrong (so the equality above is not vacuous).
+    class SmallHalo(LocalizationModel):
+        halo = 4
+
+    bad = Infer(SmallHalo(**{k: getattr(lm, k) for k in ("model", "frame_window", "scaling", "pixel_size_nm", "camera")}),
+                device="cpu", tile_size=64)
+    assert not torch.allclose(bad.predict_maps(movie), whole, atol=1e-5)
+
+
+def test_run_windows_progress_cancel_and_edges():
+    lm = small_model()
+    movie = (np.random.default_rng(0).random((23, 32, 32)) * 100).astype(np.float32)
+    calls = []
+    infer = Infer(lm, device="cpu", batch_size=5)
+    out = infer.run(movie, camera=None, progress=lambda d, t: calls.append((d, t)), min_prob=0.0)
+    assert calls[-1] == (23, 23) and len(calls) == 5
+    assert set(np.unique(out["frame"])) <= set(range(23))
+    # Frame 0 uses frames (0, 0, 1): the same as predicting on a hand-made window.
+    window = torch.from_numpy(movie[[0, 0, 1]])[None]
+    maps = infer.predict_maps(window)
+    direct = maps_to_candidates(maps, lm.model.output_channels, lm.scaling, 100.0, min_prob=0.0)
+    sel = out["frame"] == 0
+    assert np.allclose(np.sort(out["x"][sel]), np.sort(direct["x"]), atol=1e-4)
+    with pytest.raises(InferenceCancelled, match="cancelled after 5 of 23 frames"):
+        infer.run(movie, camera=None, progress=lambda d, t: None, cancel=iter([False, True]).__next__)
+    with pytest.raises(ValueError, match="frame 7 holds NaN"):
+        bad = movie.copy()
+        bad[7, 3, 3] = np.nan
+        infer.run(bad, camera=None)
+
+
+def test_out_of_memory_backs_off(monkeypatch):
+    lm = small_model()
+    infer = Infer(lm, device="cpu", batch_size=8)
+    real = infer.predict_maps
+    sizes = []
+
+    def flaky(windows):
+        sizes.append(len(windows))
+        if len(windows) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(windows)
+
+    monkeypatch.setattr(infer, "predict_maps", flaky)
+    timings = {}
+    movie = np.zeros((10, 16, 16), np.float32)
+    infer.run(movie, camera=None, timings=timings)
+    assert sizes[:3] == [8, 4, 2] and timings["batch_size"] == 2
+
+
+def test_auto_batch_respects_memory_budget():
+    lm = small_model()
+    small = Infer(lm, device="cpu", max_memory_gb=0.01).auto_batch_size(64, 64)
+    large = Infer(lm, device="cpu", max_memory_gb=1.0).auto_batch_size(64, 64)
+    per = Infer(lm, device="cpu").bytes_per_window(64, 64)
+    assert 1 <= small < large and small * per <= 0.01 * 2**30
+
+
+def test_spatial_integration_counts_split_molecule_once_and_keeps_neighbours():
+    p = torch.zeros(1, 9, 9)
+    p[0, 2, 2], p[0, 2, 3] = 0.5, 0.45  # one molecule split over two pixels
+    p[0, 6, 5], p[0, 6, 6] = 0.9, 0.8  # two molecules in adjacent pixels
+    out = spatial_integration(p)
+    assert (out[0, 2, 2:4] > 0).sum() == 1 and out[0, 2, 2] == pytest.approx(0.95)
+    assert out[0, 6, 5] > 0.5 and out[0, 6, 6] == pytest.approx(0.8)
+
+
+def test_offsets_and_centroid_refinement_place_molecules():
+    channels = ("p", "photons", "x", "y", "z", "bg")
+    out = torch.zeros(1, 6, 8, 8)
+    out[0, 0] = -10.0
+    out[0, 0, 3, 5] = 10.0
+    out[0, 2, 3, 5], out[0, 3, 3, 5] = 0.25, -0.1
+    t = maps_to_candidates(out, channels, ScalingConfig(), 100.0)
+    assert len(t["x"]) == 1 and t["x"][0] == pytest.approx(575.0) and t["y"][0] == pytest.approx(340.0)
+    # A model without offset heads: probability-weighted centroid over 3x3.
+    p_only = torch.full((1, 2, 8, 8), -10.0)
+    p_only[0, 0, 3, 5], p_only[0, 0, 3, 6] = 10.0, 0.0  # p = 1 and 0.5 to the right
+    t = maps_to_candidates(p_only, ("p", "photons"), ScalingConfig(), 100.0)
+    assert t["x"][0] == pytest.approx((5.5 + 0.5 / 1.5) * 100, abs=0.5)
+
+
+def test_nms_and_refilter():
+    table = {"frame": np.array([0, 0, 0, 1]), "x": np.array([100.0, 130.0, 500.0, 110.0]),
+             "y": np.array([100.0, 100.0, 100.0, 100.0]), "prob": np.array([0.6, 0.9, 0.7, 0.3]),
+             "photons": np.array([100.0, 2000.0, 3000.0, 500.0])}
+    keep = non_maximum_suppression(table, 50.0)
+    assert keep.tolist() == [False, True, True, True]  # the more probable of the close pair; other frame untouched
+    assert len(filter_table(table, 0.65)["x"]) == 2
+    assert filter_table(table, 0.5, min_photons=2500)["x"].tolist() == [500.0]

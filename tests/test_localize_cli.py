@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+import tifffile
+
+from napari_smlm.core.io import read_table
+
+from .conftest import CONFIGS, run_cli
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    out = tmp_path_factory.mktemp("movie")
+    run_cli("simulate", "--frames", 40, "--out", out, "--seed", 2, "--set", "simulation.frame_size=[48,48]",
+            "--set", "simulation.emitters.density_per_um2=[0.3,0.3]", "--set", "simulation.emitters.background_gradient=0.6")
+    return out
+
+
+def test_localize_writes_csv_and_picasso(movie, tmp_path):
+    out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.csv", "--baseline", 100, "--e-per-adu", 45,
+                  "--em-gain", 100, "--qe", 0.9, "--batch-size", 8).stdout
+    assert "40/40 frames" in out and "localized" in out and "molecules in 40 frames" in out
+    t = read_table(tmp_path / "l.csv")
+    assert len(t["x"]) > 0 and (t["prob"] >= 0.5).all() and t["frame"].max() <= 39
+    assert ((t["x"] > 0) & (t["x"] < 4800)).all()
+    out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.h5", "--frames", "5:10", "--threshold", 0.8,
+                  "--estimate-camera", "--baseline", 100).stdout
+    assert "camera estimated from the movie" in out and "6/6 frames" in out
+    h = read_table(tmp_path / "l.h5")
+    assert set(np.unique(h["frame"])) <= set(range(4, 10)) and (h["prob"] >= 0.8).all()
+    assert (tmp_path / "l.yaml").is_file()
+
+
+def _bad(tmp_path):
+    d = tmp_path / "bad"
+    d.mkdir()
+    tifffile.imwrite(d / "rgb.tif", np.zeros((32, 32, 3), np.uint8), photometric="rgb")
+    tifffile.imwrite(d / "tiny.tif", np.zeros((5, 4, 4), np.uint16), photometric="minisblack")
+    nan = np.full((5, 32, 32), 200.0, np.float32)
+    nan[0, 3, 3] = np.nan
+    tifffile.imwrite(d / "nan.tif", nan)
+    tifffile.imwrite(d / "ok.tif", np.random.default_rng(0).poisson(200, (5, 32, 32)).astype(np.uint16))
+    (d / "notckpt.pt").write_text("hello")
+    return d
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["rgb.tif"], "rgb.tif: expected a single frame (Y, X) or a stack (T, Y, X), got shape (32, 32, 3)"),
+        (["tiny.tif"], "tiny.tif: frames of 4x4 px are smaller than the minimum 8x8"),
+        (["nan.tif", "--baseline", "100", "--e-per-adu", "45"], "nan.tif: frame 0 holds NaN or infinite pixels"),
+        (["ok.tif", "--model", "notckpt.pt"], "notckpt.pt: not a napari-smlm checkpoint"),
+        (["ok.tif", "--model", "fancy"], "--model fancy: neither a bundled model (default) nor an existing checkpoint file"),
+        (["ok.tif", "--baseline", "1000", "--e-per-adu", "45"], "most pixels become negative photons"),
+        (["missing.tif"], "missing.tif: movie file not found"),
+    ],
+)
+def test_bad_input_stops_with_one_message_and_no_output(tmp_path, args, message):
+    d = _bad(tmp_path)
+    args = [str(d / a) if a.endswith((".tif", ".pt")) else a for a in args]
+    out = tmp_path / "out.csv"
+    proc = run_cli("localize", *args, "--out", out, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not out.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".out.csv*"))
