@@ -35,6 +35,16 @@ def test_tiled_equals_untiled_256_as_64():
     assert not torch.allclose(bad.predict_maps(movie), whole, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["sigma_munet", "simple_smlm_net"])
+def test_forward_block_equals_forward_on_windows(name):
+    lm = small_model(name)
+    k = lm.frame_window
+    block = torch.rand(7, 30, 36) * 10
+    index = (torch.arange(5).unsqueeze(1) + torch.arange(k)).clamp(max=6)
+    with torch.no_grad():
+        assert torch.allclose(lm.model.forward_block(block, index), lm.model(block[index]), atol=1e-5)
+
+
 def test_run_windows_progress_cancel_and_edges():
     lm = small_model()
     movie = (np.random.default_rng(0).random((23, 32, 32)) * 100).astype(np.float32)
@@ -60,16 +70,16 @@ def test_run_windows_progress_cancel_and_edges():
 def test_out_of_memory_backs_off(monkeypatch):
     lm = small_model()
     infer = Infer(lm, device="cpu", batch_size=8)
-    real = infer.predict_maps
+    real = infer.predict_block
     sizes = []
 
-    def flaky(windows):
-        sizes.append(len(windows))
-        if len(windows) > 2:
+    def flaky(block, index):
+        sizes.append(len(index))
+        if len(index) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(windows)
+        return real(block, index)
 
-    monkeypatch.setattr(infer, "predict_maps", flaky)
+    monkeypatch.setattr(infer, "predict_block", flaky)
     timings = {}
     movie = np.zeros((10, 16, 16), np.float32)
     infer.run(movie, camera=None, timings=timings)

@@ -146,6 +146,10 @@ class Infer:
         s = self.model.stride
         self.tile_size = None if tile_size is None else max(s, (int(tile_size) // s) * s)
         self.amp = bool(amp and self.device.type == "cuda")
+        # oneDNN convolutions on CPU are ~1.5x faster in channels-last layout (measured).
+        self.channels_last = self.device.type == "cpu"
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     # ------------------------------------------------------------------ sizing
     def bytes_per_window(self, h: int, w: int) -> int:
@@ -159,7 +163,10 @@ class Infer:
 
     def auto_batch_size(self, h: int, w: int) -> int:
         budget = self.max_memory_bytes or available_memory_bytes(self.device) // 2
-        return int(max(1, min(1024, budget // max(1, self.bytes_per_window(h, w)))))
+        # On CPU, batches past ~16 frames of 64x64 only add cache misses (measured,
+        # default model: 67 frames/s at 4, 78 at 16, ~20 at 128); on GPU, bigger is faster.
+        cap = 1024 if self.device.type == "cuda" else max(1, (16 * 64 * 64) // max(1, h * w))
+        return int(max(1, min(cap, budget // max(1, self.bytes_per_window(h, w)))))
 
     # ------------------------------------------------------------------ network
     def _autocast(self):
@@ -180,17 +187,27 @@ class Infer:
                 out.append((slice(iy0, iy1), slice(ix0, ix1), slice(y0 - iy0, y1 - iy0), slice(x0 - ix0, x1 - ix0)))
         return out
 
-    @torch.inference_mode()
     def predict_maps(self, windows: torch.Tensor) -> torch.Tensor:
         """(B, K, H, W) photons -> (B, C, H, W) network output (tiled when large)."""
+        b, k, h, w = windows.shape
+        return self.predict_block(windows.reshape(b * k, h, w), torch.arange(b * k).reshape(b, k))
+
+    @torch.inference_mode()
+    def predict_block(self, block: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Frames (F, H, W) photons and windows ``index`` (B, K) into them ->
+        (B, C, H, W) network output, tiled when the frames are large."""
         sc = self.lm.scaling
-        b, _, h, w = windows.shape
+        h, w = block.shape[-2:]
+        b = index.shape[0]
+        frames_needed = torch.unique(index)
+        block = block[frames_needed]
+        index = torch.searchsorted(frames_needed, index)
         tiles = self._tiles(h, w)
         out = None
         for rows, cols, orow, ocol in tiles:
-            x = ((windows[:, :, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
+            x = ((block[:, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
             with self._autocast():
-                y = self.model(x).float()
+                y = self.model.forward_block(x, index.to(self.device)).float()
             if len(tiles) == 1:
                 return y
             if out is None:
@@ -257,10 +274,9 @@ class Infer:
                 if cancel is not None and cancel():
                     raise InferenceCancelled(f"cancelled after {done} of {stop - start} frames")
                 b1 = min(b0 + batch, t1 - t0)
-                windows = block[idx[b0:b1]]
                 tic = time.perf_counter()
                 try:
-                    maps = self.predict_maps(windows)
+                    maps = self.predict_block(block, idx[b0:b1])
                 except (RuntimeError, MemoryError) as exc:
                     if not _is_oom(exc) or batch == 1:
                         raise

@@ -66,13 +66,23 @@ class SMLMModel(nn.Module):
         return self.output_channels.index(name)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        h, w = frames.shape[-2:]
-        s = self.stride
-        ph, pw = (-h) % s, (-w) % s
-        if ph or pw:
-            frames = F.pad(frames, (0, pw, 0, ph), mode="replicate")
-        out = self._forward(frames)
-        return out[..., :h, :w]
+        frames, h, w = self.pad_to_stride(frames)
+        return self._forward(frames)[..., :h, :w]
 
     def _forward(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_block(self, block: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Predict windows of a movie block: ``block`` (F, H, W), ``index`` (B, K)
+        frame indices into the block per window -> (B, C, H, W). Equal to
+        ``self(block[index])``; models whose first stage works per frame override it
+        to compute that stage once per frame instead of once per window."""
+        return self(block[index])
+
+    def pad_to_stride(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        h, w = x.shape[-2:]
+        s = self.stride
+        ph, pw = (-h) % s, (-w) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        return x, h, w

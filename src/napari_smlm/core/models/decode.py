@@ -144,6 +144,15 @@ class DoubleMUnet(_HeadedModel):
         feats = self.shared(frames.reshape(b * k, 1, h, w)).reshape(b, -1, h, w)
         return self._apply_heads(self.union(feats))
 
+    def forward_block(self, block, index):
+        # The shared U-Net sees one frame at a time: run it once per frame of the
+        # block and gather its features into windows (each frame serves K windows).
+        block, h, w = self.pad_to_stride(block)
+        feats = self.shared(block.unsqueeze(1))  # (F, C, H, W)
+        b, k = index.shape
+        windows = feats[index.reshape(-1)].reshape(b, k * feats.shape[1], *feats.shape[-2:])
+        return self._apply_heads(self.union(windows))[..., :h, :w]
+
 
 @register_model("sigma_munet")
 class SigmaMUNet(DoubleMUnet):
