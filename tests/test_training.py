@@ -37,6 +37,21 @@ def test_smoke_config_learns_to_localize(tmp_path):
         assert col in header
     assert any((tmp_path / "tensorboard").iterdir())
 
+    # The trained checkpoint localizes a fresh simulated movie (64x64, larger than
+    # the 32x32 training frames) through the same path as `napari-smlm localize`.
+    from napari_smlm.core.evaluation import evaluate
+    from napari_smlm.core.localize import localize
+    from napari_smlm.core.simulation import Simulator
+
+    sim_cfg = load_config(CONFIGS / "smoke.yaml", ["simulation.frame_size=[64,64]", "simulation.emitters.density_per_um2=[0.3,0.3]"])
+    sim = Simulator(sim_cfg.simulation, "cpu", seed=123)
+    chunks, truth, _ = sim.simulate_movie(100)
+    movie = np.concatenate([c.numpy() for c in chunks])
+    result = localize(movie, model=tmp_path / "best.pt", camera=sim.camera)
+    gt = {"frame": truth.frame.numpy(), "x": truth.x_px.numpy() * 100, "y": truth.y_px.numpy() * 100, "z": truth.z_nm.numpy()}
+    m, _ = evaluate(result.table(), gt, 250.0)
+    assert m["jaccard"] > 0.5 and m["rmse_lat"] < 60.0, m
+
 
 def test_resume_continues_exactly(tmp_path, tiny_overrides):
     """2 epochs + resume for 1 == 3 epochs straight: epoch counter, lr, weights."""

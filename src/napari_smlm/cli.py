@@ -244,13 +244,30 @@ def cmd_render(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job until localization lands: a short training on the smoke config."""
-    args.config = str(CONFIG_DIR / "smoke.yaml")
-    args.resume = None
-    args.dry_run = False
-    args.out = args.out or "runs/demo"
-    print("napari-smlm demo: a short CPU training of a DECODE-style network on simulated data")
-    return cmd_train(args)
+    """The main job: simulate a movie with known molecules, localize it with the
+    bundled model, score it against the truth, render it."""
+    out = Path(args.out or "runs/demo")
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"napari-smlm demo: simulate -> localize -> evaluate -> render, in {out}/")
+    common = ["--set", "simulation.frame_size=[64,64]", "--set", f"simulation.emitters.density_per_um2=[{args.density},{args.density}]",
+              "--set", "simulation.emitters.photons=[1000,5000]", "--set", "simulation.emitters.background=[50,50]",
+              "--set", "simulation.psf.sigma_nm=[130,130]"]
+    steps = [
+        ["simulate", "--frames", str(args.frames), "--out", str(out), "--seed", "1", *common],
+        ["localize", str(out / "movie.tif"), "--model", args.model, "--out", str(out / "localizations.csv"),
+         "--baseline", "100", "--e-per-adu", "45", "--em-gain", "100", "--qe", "0.9"],
+        ["evaluate", str(out / "localizations.csv"), str(out / "emitters.csv"), "--json", str(out / "metrics.json"),
+         "--plots", str(out / "plots")],
+        ["render", str(out / "localizations.csv"), "--pixel-size-nm", "10", "--out", str(out / "super_resolution.tif")],
+    ]
+    for argv in steps:
+        print(f"\n$ napari-smlm {' '.join(argv)}")
+        sub = build_parser().parse_args(argv)
+        sub.debug = args.debug
+        code = sub.func(sub)
+        if code:
+            return code
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -318,10 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera-pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
     p.set_defaults(func=cmd_render)
 
-    p = sub.add_parser("demo", help="short demo training on simulated data (CPU, ~2 minutes)", description="Train the smoke config and print progress and validation metrics.")
-    p.add_argument("--out", help="run directory (default runs/demo)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--print-every", type=int, default=25, help="print a running loss every N steps")
+    p = sub.add_parser("demo", help="simulate a movie, localize it, evaluate and render (about a minute on a CPU)",
+                       description="Simulate an EMCCD movie with known molecules, localize it with the bundled model, "
+                                   "score it against the truth and render a super-resolution image.")
+    p.add_argument("--out", help="output folder (default runs/demo)")
+    p.add_argument("--frames", type=int, default=500, help="frames to simulate (default 500)")
+    p.add_argument("--density", type=float, default=0.5, help="molecules per um^2 per frame (default 0.5)")
+    p.add_argument("--model", default="default", help="model to localize with (default: the bundled model)")
     p.set_defaults(func=cmd_demo)
     return parser
 
