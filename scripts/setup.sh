@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up napari-smlm in ./.venv on a fresh Linux machine with Python >= 3.10.
 #   scripts/setup.sh            the package and its command `napari-smlm`
-#   scripts/setup.sh testing    ... plus the test tools
+#   scripts/setup.sh testing    ... plus the test tools, napari, and Xvfb for GUI tests
 #   scripts/setup.sh all        ... plus napari with a Qt binding (the GUI)
 # Torch is installed first and pinned (TORCH_SPEC, default torch==2.13.0): where
 # the package index serves the CPU build (as on our CI machines) no multi-GB CUDA
@@ -10,6 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
+# GUI tests run a real napari viewer on a virtual screen (Xvfb); install it and the
+# OpenGL/X libraries Qt needs, where we may (root, Debian/Ubuntu).
+if [ "$extra" = "testing" ] && ! command -v xvfb-run >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing xvfb and Qt's system libraries (apt-get) ..."
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xauth libgl1-mesa-dri libegl1 libxkbcommon-x11-0 \
+            libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 libxcb-render-util0 libxcb-xinerama0 \
+            libxcb-xfixes0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 libfontconfig1 >/dev/null
+    else
+        echo "note: GUI tests need xvfb-run: sudo apt-get install -y xvfb libgl1-mesa-dri libegl1 libxkbcommon-x11-0 libxcb-cursor0" >&2
+    fi
+fi
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv

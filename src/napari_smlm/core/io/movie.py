@@ -43,7 +43,9 @@ class Movie:
                 shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
         except (tifffile.TiffFileError, ValueError, IndexError) as exc:
             raise MovieError(f"{self.path}: not a readable TIFF ({exc})") from None
-        self._check(shape, dtype, self.path, rgb="S" in axes)
+        # Interleaved samples (…YXS) are colour images; planar samples (SYX, which
+        # older tifffile wrote for 3- or 4-frame stacks) are read as frames.
+        self._check(shape, dtype, self.path, rgb=axes.endswith("S"))
         self.shape = (1, *shape) if len(shape) == 2 else shape
         self.dtype = dtype
         try:

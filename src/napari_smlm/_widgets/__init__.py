@@ -1,0 +1,9 @@
+"""napari dock widgets (thin: they call napari_smlm.core)."""
+
+from .evaluate import EvaluateWidget
+from .localize import LocalizeWidget
+from .render import RenderWidget
+from .simulate import SimulateWidget
+from .train import TrainWidget
+
+__all__ = ["EvaluateWidget", "LocalizeWidget", "RenderWidget", "SimulateWidget", "TrainWidget"]
