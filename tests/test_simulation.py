@@ -55,3 +55,17 @@ def test_background_gradient_stays_positive_and_varies():
     bg = sim.sample_background(32)
     assert (bg >= 25 - 1e-4).all() and (bg <= 75 + 1e-4).all()
     assert (bg.amax((1, 2)) - bg.amin((1, 2))).max() > 5
+
+
+@pytest.mark.parametrize("structure", ["filaments", "rings"])
+def test_structured_emitters_lie_on_few_structures(structure):
+    sim = make([f"simulation.emitters.structure={structure}", "simulation.emitters.n_structures=2",
+                "simulation.emitters.density_per_um2=[1,1]"])
+    t = sim.sample_emitters(1, 50)
+    xy = torch.stack([t.x_px, t.y_px], 1)
+    assert ((xy >= 0) & (xy < 64)).all()
+    # Molecules cover a small part of the field: few 1-px cells are hit, unlike uniform.
+    cells = torch.unique((xy.floor()[:, 0] * 64 + xy.floor()[:, 1]).long()).numel()
+    uniform = make(["simulation.emitters.density_per_um2=[1,1]"]).sample_emitters(1, 50)
+    cells_u = torch.unique((torch.stack([uniform.x_px, uniform.y_px], 1).floor()[:, 0] * 64 + uniform.y_px.floor()).long()).numel()
+    assert cells < 0.5 * cells_u

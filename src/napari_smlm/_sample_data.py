@@ -6,7 +6,7 @@ import numpy as np
 
 DEFAULT_OVERRIDES = ["simulation.frame_size=[64,64]", "simulation.emitters.density_per_um2=[0.3,0.3]",
                      "simulation.emitters.photons=[1000,5000]", "simulation.emitters.background=[50,50]",
-                     "simulation.psf.sigma_nm=[130,130]"]
+                     "simulation.psf.sigma_nm=[130,130]", "simulation.emitters.structure=filaments"]
 
 
 def simulated_layers(n_frames: int = 100, seed: int = 0, overrides=None):

@@ -251,7 +251,7 @@ def cmd_demo(args) -> int:
     print(f"napari-smlm demo: simulate -> localize -> evaluate -> render, in {out}/")
     common = ["--set", "simulation.frame_size=[64,64]", "--set", f"simulation.emitters.density_per_um2=[{args.density},{args.density}]",
               "--set", "simulation.emitters.photons=[1000,5000]", "--set", "simulation.emitters.background=[50,50]",
-              "--set", "simulation.psf.sigma_nm=[130,130]"]
+              "--set", "simulation.psf.sigma_nm=[130,130]", "--set", "simulation.emitters.structure=filaments"]
     steps = [
         ["simulate", "--frames", str(args.frames), "--out", str(out), "--seed", "1", *common],
         ["localize", str(out / "movie.tif"), "--model", args.model, "--out", str(out / "localizations.csv"),
@@ -340,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "score it against the truth and render a super-resolution image.")
     p.add_argument("--out", help="output folder (default runs/demo)")
     p.add_argument("--frames", type=int, default=500, help="frames to simulate (default 500)")
-    p.add_argument("--density", type=float, default=0.5, help="molecules per um^2 per frame (default 0.5)")
+    p.add_argument("--density", type=float, default=0.3, help="molecules per um^2 per frame (default 0.3)")
     p.add_argument("--model", default="default", help="model to localize with (default: the bundled model)")
     p.set_defaults(func=cmd_demo)
     return parser

@@ -90,6 +90,10 @@ class EmitterConfig:
     mean_on_frames: float = _f(1.5, exclusive_min=0)
     background: list[float] = _f(factory=lambda: [50.0, 50.0])
     background_gradient: float = _f(0.0, min=0, max=1)
+    # Where molecules sit: anywhere, or on random filaments (lines) or rings (for
+    # demos and renders with visible structure; training uses uniform).
+    structure: Literal["uniform", "filaments", "rings"] = "uniform"
+    n_structures: int = _f(6, min=1)
 
 
 @dataclass

@@ -127,8 +127,7 @@ class Simulator:
         t0 = self._uniform((n,), -lead, float(n_frames))
         on = -tau * torch.log1p(-torch.rand((n,), generator=self.generator, device=self.device))
         t1 = t0 + on
-        x = self._uniform((n,), 0.0, float(self.width))
-        y = self._uniform((n,), 0.0, float(self.height))
+        x, y = self._positions(seq, n_seq)
         z = self._uniform((n,), float(em.z_range_nm[0]), float(em.z_range_nm[1]))
         p_lo, p_hi = em.photons
         if em.photon_distribution == "uniform":
@@ -159,6 +158,30 @@ class Simulator:
             sigma_px=psf_params["sigma_px"][emitter] if "sigma_px" in psf_params else None,
         )
         return table
+
+    def _positions(self, seq: torch.Tensor, n_seq: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Emitter positions (pixels): uniform, or on per-sequence random structures."""
+        em = self.cfg.emitters
+        n = seq.numel()
+        w, h = float(self.width), float(self.height)
+        if em.structure == "uniform":
+            return self._uniform((n,), 0.0, w), self._uniform((n,), 0.0, h)
+        k = em.n_structures
+        which = torch.randint(0, k, (n,), generator=self.generator, device=self.device)
+        jitter = 10.0 / self.pixel_size_nm  # 10 nm: label size
+        if em.structure == "filaments":
+            ends = torch.stack([self._uniform((n_seq, k, 2), 0.0, w), self._uniform((n_seq, k, 2), 0.0, h)], -1)
+            t = self._uniform((n,), 0.0, 1.0)
+            a, b = ends[seq, which, 0], ends[seq, which, 1]
+            p = a + t.unsqueeze(1) * (b - a)
+        else:  # rings of 150-400 nm radius
+            centres = torch.stack([self._uniform((n_seq, k), 0.0, w), self._uniform((n_seq, k), 0.0, h)], -1)
+            radii = self._uniform((n_seq, k), 150.0, 400.0) / self.pixel_size_nm
+            angle = self._uniform((n,), 0.0, 2 * math.pi)
+            r = radii[seq, which]
+            p = centres[seq, which] + torch.stack([r * torch.cos(angle), r * torch.sin(angle)], 1)
+        p = p + jitter * torch.randn(p.shape, generator=self.generator, device=self.device)
+        return p[:, 0].clamp(0, w - 1e-3), p[:, 1].clamp(0, h - 1e-3)
 
     def sample_background(self, n_seq: int) -> torch.Tensor:
         """(n_seq, H, W) expected background photons per pixel, constant over a sequence."""
