@@ -6,7 +6,7 @@ from napari_smlm.core.config import Config, ConfigError, apply_overrides, from_d
 from .conftest import CONFIGS
 
 
-@pytest.mark.parametrize("name", ["smoke", "default_2d", "decode_reference"])
+@pytest.mark.parametrize("name", ["smoke", "default_2d", "decode_reference", "multiscale_var", "fusion_unet"])
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert isinstance(cfg, Config)

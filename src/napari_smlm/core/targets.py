@@ -36,3 +36,25 @@ def pixel_targets(batch: dict[str, torch.Tensor], shape: tuple[int, int], scalin
     if "background" in batch:
         out["bg"] = batch["background"] / scaling.background
     return out
+
+
+def targets_at_scale(batch: dict[str, torch.Tensor], shape: tuple[int, int], scaling: ScalingConfig, scale: int) -> dict[str, torch.Tensor]:
+    """:func:`pixel_targets` on a grid ``scale`` times finer than the camera's:
+    cell (i, j) covers camera pixels [i/scale, (i+1)/scale); offsets are in fine
+    cells; background stays photons per camera pixel (nearest-upsampled)."""
+    h, w = shape
+    fine = {**batch, "x_px": batch["x_px"] * scale, "y_px": batch["y_px"] * scale}
+    if "background" in batch:
+        fine["background"] = batch["background"].repeat_interleave(scale, -2).repeat_interleave(scale, -1)
+    return pixel_targets(fine, (h * scale, w * scale), scaling)
+
+
+def condition_maps(batch: dict[str, torch.Tensor], shape: tuple[int, int], scaling: ScalingConfig, scales: list[int]) -> list[torch.Tensor]:
+    """Teacher-forcing inputs of a multi-scale model: per scale a (B, 6, H·s, W·s)
+    map (p as 0/1, photons, x, y, z, bg) built from the true emitters."""
+    out = []
+    for s in scales:
+        t = targets_at_scale(batch, shape, scaling, s)
+        bg = t.get("bg", torch.zeros_like(t["p"]))
+        out.append(torch.stack([t["p"], t["photons"], t["x"], t["y"], t["z"], bg], 1))
+    return out

@@ -156,9 +156,11 @@ class Infer:
         """Estimated activation memory of one window (generous: float32, live maps of
         the widest full-resolution layers, the window itself and the output)."""
         kw = self.model.init_kwargs
-        feats = max(int(kw.get("initial_features", 32)), int(kw.get("inter_features", 0)))
+        feats = max([int(kw.get(key, 0)) for key in ("initial_features", "inter_features", "base_channels")] + [32])
+        feats = max(feats, 4 * int(kw.get("embed_dim", 0)))  # transformer MLP width
         k = self.lm.frame_window
-        per_pixel = 4 * (k * feats * 4 + feats * 8 + k + len(self.model.output_channels))
+        cells = getattr(self.model, "output_scale", 1) ** 2  # finer output grids (all scales ~ 4/3 of the finest)
+        per_pixel = 4 * (k * feats * 4 + feats * 8 + k + 2 * len(self.model.output_channels) * cells)
         return int(per_pixel * h * w * (2 if self.amp is False else 1))
 
     def auto_batch_size(self, h: int, w: int) -> int:
@@ -203,6 +205,7 @@ class Infer:
         block = block[frames_needed]
         index = torch.searchsorted(frames_needed, index)
         tiles = self._tiles(h, w)
+        f = getattr(self.model, "output_scale", 1)  # output cells per camera pixel
         out = None
         for rows, cols, orow, ocol in tiles:
             x = ((block[:, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
@@ -211,8 +214,10 @@ class Infer:
             if len(tiles) == 1:
                 return y
             if out is None:
-                out = torch.empty((b, y.shape[1], h, w), device=y.device)
-            out[:, :, rows.start + orow.start:rows.start + orow.stop, cols.start + ocol.start:cols.start + ocol.stop] = y[:, :, orow, ocol]
+                out = torch.empty((b, y.shape[1], h * f, w * f), device=y.device)
+            r0, c0 = rows.start + orow.start, cols.start + ocol.start
+            out[:, :, r0 * f:(r0 + orow.stop - orow.start) * f, c0 * f:(c0 + ocol.stop - ocol.start) * f] = \
+                y[:, :, orow.start * f:orow.stop * f, ocol.start * f:ocol.stop * f]
         return out
 
     # ------------------------------------------------------------------ movie
@@ -288,8 +293,9 @@ class Infer:
                     torch.cuda.synchronize()
                 tic2 = time.perf_counter()
                 timings["network"] += tic2 - tic
+                cell_nm = self.lm.pixel_size_nm / getattr(self.model, "output_scale", 1)
                 tables.append(maps_to_candidates(maps, self.model.output_channels, self.lm.scaling,
-                                                 self.lm.pixel_size_nm, frame_offset=t0 + b0, min_prob=min_prob))
+                                                 cell_nm, frame_offset=t0 + b0, min_prob=min_prob))
                 timings["postprocess"] += time.perf_counter() - tic2
                 done += b1 - b0
                 b0 = b1

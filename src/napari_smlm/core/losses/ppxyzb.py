@@ -11,15 +11,21 @@ from .base import LossTerm, register_loss
 
 @register_loss("ppxyzb")
 class PPXYZBLoss(LossTerm):
-    """BCE-with-logits on p (``pos_weight`` up-weights the rare emitter pixels) plus
+    """BCE-with-logits on p (``pos_weight`` up-weights the rare emitter pixels; or
+    ``detection: focal|dice``) plus
     MSE on photons, x, y, z masked to emitter pixels, plus MSE on background over
     all pixels where the model predicts it. ``channel_weights`` scales each part."""
 
     required_channels = ("p", "photons", "x", "y", "z")
 
-    def __init__(self, channels, scaling, pos_weight: float = 10.0, channel_weights: dict | None = None):
+    def __init__(self, channels, scaling, pos_weight: float = 10.0, channel_weights: dict | None = None,
+                 detection: str = "bce"):
         super().__init__(channels, scaling)
+        from .multiscale import check_detection
+
         self.pos_weight = float(pos_weight)
+        self.detection = detection
+        check_detection(detection)
         weights = {"p": 1.0, "photons": 1.0, "x": 1.0, "y": 1.0, "z": 1.0, "bg": 1.0}
         unknown = set(channel_weights or {}) - set(weights)
         if unknown:
@@ -29,9 +35,10 @@ class PPXYZBLoss(LossTerm):
 
     def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
         target = pixel_targets(batch, output.shape[-2:], self.scaling)
+        from .multiscale import detection_loss
+
         logits = self.ch(output, "p").float()
-        pos_weight = torch.tensor(self.pos_weight, device=output.device)
-        loss = self.channel_weights["p"] * F.binary_cross_entropy_with_logits(logits, target["p"], pos_weight=pos_weight)
+        loss = self.channel_weights["p"] * detection_loss(self.detection, logits, target["p"], self.pos_weight)
         emitter = target["p"] > 0
         n = emitter.sum().clamp_min(1)
         for name in ("photons", "x", "y", "z"):

@@ -47,6 +47,9 @@ class UnifiedLoss(nn.Module):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+        for term in self.terms:
+            if hasattr(term, "epoch"):
+                term.epoch = self.epoch
 
     def effective_weights(self) -> list[float]:
         out = []

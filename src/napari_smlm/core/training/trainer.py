@@ -17,6 +17,7 @@ from ..evaluation.matching import match, metrics_from_match
 from ..inference.postprocess import maps_to_candidates
 from ..losses import build_loss
 from ..models import build_model
+from ..targets import condition_maps
 from .callbacks import (
     Callback, CheckpointCallback, EarlyStopping, MetricsCSVCallback, ProgressCallback, TensorBoardCallback,
 )
@@ -213,9 +214,14 @@ class Trainer:
         return contextlib.nullcontext()
 
     def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        x = scale_input(batch["frames"], self.cfg.model.scaling)
         with self._autocast():
-            out = self.net(scale_input(batch["frames"], self.cfg.model.scaling))
-        return self.loss_fn(out.float(), batch)
+            if hasattr(self.model, "scales"):  # multi-scale: teacher-forced with the true coarser maps
+                teacher = condition_maps(batch, tuple(x.shape[-2:]), self.cfg.model.scaling, self.model.scales[:-1])
+                out = self.net(x, teacher=teacher)
+            else:
+                out = self.net(x).float()
+        return self.loss_fn(out, batch)
 
     def train_step(self) -> dict:
         """One optimizer step (with gradient accumulation); returns its numbers."""
@@ -277,7 +283,8 @@ class Trainer:
             with self._autocast():
                 out = self.model(scale_input(batch["frames"], cfg.model.scaling)).float()
             losses.append(float(self.loss_fn(out, batch)[0]))
-            pred = maps_to_candidates(out, self.model.output_channels, cfg.model.scaling, px, frame_offset=offset,
+            cell = px / getattr(self.model, "output_scale", 1)
+            pred = maps_to_candidates(out, self.model.output_channels, cfg.model.scaling, cell, frame_offset=offset,
                                       min_prob=cfg.training.detection_threshold)
             preds.append(pred)
             m = batch["mask"].cpu().numpy()

@@ -1,0 +1,122 @@
+import numpy as np
+import pytest
+import torch
+
+from napari_smlm.core.config import LossConfig, LossTermConfig, ScalingConfig, load_config
+from napari_smlm.core.inference import Infer, LocalizationModel
+from napari_smlm.core.camera import Camera
+from napari_smlm.core.losses import build_loss
+from napari_smlm.core.models import build_model
+from napari_smlm.core.models.multiscale import VectorQuantizer
+from napari_smlm.core.targets import condition_maps, targets_at_scale
+from napari_smlm.core.training import Trainer
+
+from .conftest import CONFIGS
+
+TINY_MS = dict(frame_window=3, base_channels=8, embed_dim=16, num_heads=2, num_layers=1, window=8)
+
+
+def batch():
+    return {"x_px": torch.tensor([[2.3, 9.9]]), "y_px": torch.tensor([[5.7, 1.05]]), "z_nm": torch.zeros(1, 2),
+            "photons": torch.tensor([[2000.0, 1000.0]]), "mask": torch.tensor([[True, True]]),
+            "background": torch.full((1, 16, 16), 50.0), "frames": torch.rand(1, 3, 16, 16) * 100}
+
+
+@pytest.mark.parametrize("use_vq", [False, True])
+def test_multiscale_shapes_at_every_scale(use_vq):
+    m = build_model("multiscale_var", **TINY_MS, use_vq=use_vq, codebook_size=16, embedding_dim=8)
+    x = torch.rand(2, 3, 20, 28)  # not multiples of the window: padded, cropped
+    out = m.forward_scales(x)
+    assert {s: tuple(v.shape) for s, v in out["scales"].items()} == {
+        1: (2, 6, 20, 28), 2: (2, 6, 40, 56), 4: (2, 6, 80, 112), 8: (2, 6, 160, 224)}
+    assert m(x).shape == (2, 6, 160, 224) and m.output_scale == 8
+    assert ("vq_loss" in out) == use_vq
+    assert torch.sigmoid(m(x)[:, 0]).max() < 0.05  # low initial detection probability
+
+
+def test_vq_straight_through_gradient():
+    vq = VectorQuantizer(codebook_size=8, embedding_dim=4)
+    z = torch.randn(2, 4, 3, 3, requires_grad=True)
+    q, loss, index = vq(z)
+    assert torch.allclose(q, vq.codebook(index).permute(0, 3, 1, 2), atol=1e-6)  # forward: the codebook vectors
+    (q * torch.arange(4.0).view(1, 4, 1, 1)).sum().backward()
+    # backward: gradient passes straight through to z, as if q were z
+    assert torch.allclose(z.grad, torch.arange(4.0).view(1, 4, 1, 1).expand_as(z))
+    loss.backward()
+    assert vq.codebook.weight.grad is not None and torch.isfinite(vq.codebook.weight.grad).all()
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+def test_targets_place_emitters_in_the_right_cell(scale):
+    t = targets_at_scale(batch(), (16, 16), ScalingConfig(), scale)
+    assert t["p"].shape == (1, 16 * scale, 16 * scale) and t["p"].sum() == 2
+    for x, y in ((2.3, 5.7), (9.9, 1.05)):
+        r, c = int(y * scale), int(x * scale)
+        assert t["p"][0, r, c] == 1
+        assert t["x"][0, r, c] == pytest.approx(x * scale - (c + 0.5), abs=1e-4)
+        assert t["y"][0, r, c] == pytest.approx(y * scale - (r + 0.5), abs=1e-4)
+    assert t["bg"].shape == t["p"].shape
+    maps = condition_maps(batch(), (16, 16), ScalingConfig(), [1, 2])
+    assert [tuple(m.shape) for m in maps] == [(1, 6, 16, 16), (1, 6, 32, 32)]
+
+
+def test_multiscale_loss_finite_under_extreme_inputs_and_progressive():
+    m = build_model("multiscale_var", **TINY_MS, use_vq=True, codebook_size=16, embedding_dim=8)
+    loss = build_loss(LossConfig(terms=[LossTermConfig(name="multiscale", kwargs={"warmup_epochs": 3})]), m.output_channels, ScalingConfig())
+    term = loss.terms[0]
+    b = batch()
+    out = m.forward_scales(b["frames"] / 100, condition_maps(b, (16, 16), ScalingConfig(), m.scales[:-1]))
+    for value in (-1e4, 0.0, 1e4):
+        extreme = {"scales": {s: v.detach().clone().fill_(value).requires_grad_(True) for s, v in out["scales"].items()},
+                   "vq_loss": out["vq_loss"], "recon": out["recon"]}
+        total, _ = loss(extreme, b)
+        total.backward(retain_graph=True)
+        assert torch.isfinite(total), value
+        assert all(torch.isfinite(v.grad).all() for v in extreme["scales"].values() if v.grad is not None)
+    loss.set_epoch(0)
+    assert term.active_scales() == [1]
+    loss.set_epoch(2)
+    assert term.active_scales() == [1, 2, 4]
+    loss.set_epoch(3)
+    assert term.active_scales() == [1, 2, 4, 8]
+    with pytest.raises(ValueError, match="eps: expected >= 1e-4"):
+        build_loss(LossConfig(terms=[LossTermConfig(name="multiscale", kwargs={"eps": 1e-6})]), m.output_channels, ScalingConfig())
+
+
+@pytest.mark.parametrize("fusion, inputs, k", [("concat", "centre_context", 3), ("attention", "centre_context", 1), ("concat", "channels", 2)])
+def test_fusion_unet_shapes_and_losses(fusion, inputs, k):
+    m = build_model("fusion_unet", frame_window=k, initial_features=8, fusion=fusion, inputs=inputs)
+    out = m(torch.rand(2, k, 20, 30))
+    assert out.shape == (2, 10, 20, 30)
+    for name, kwargs in (("focal", {}), ("dice", {}), ("ppxyzb", {"detection": "focal"}), ("gaussian_mm", {})):
+        loss = build_loss(LossConfig(terms=[LossTermConfig(name=name, kwargs=kwargs)]), m.output_channels, ScalingConfig())
+        b = {**batch(), "frames": torch.rand(1, k, 16, 16)}
+        total, _ = loss(m(b["frames"]), b)
+        assert torch.isfinite(total)
+    with pytest.raises(ValueError, match="'channels' reads a two-channel movie"):
+        build_model("fusion_unet", frame_window=3, inputs="channels")
+
+
+@pytest.mark.parametrize("arch, kwargs, terms", [
+    ("multiscale_var", "{base_channels: 8, embed_dim: 16, num_heads: 2, num_layers: 1, scales: [2, 4]}", "[{name: multiscale, kwargs: {scales: [1, 2, 4]}}]"),
+    ("fusion_unet", "{initial_features: 8, depth: 1}", "[{name: ppxyzb, kwargs: {detection: dice}}]"),
+])
+def test_new_architectures_train_and_localize(tmp_path, tiny_overrides, arch, kwargs, terms):
+    cfg = load_config(CONFIGS / "smoke.yaml", [*tiny_overrides, f"model.architecture={arch}", f"model.kwargs={kwargs}",
+                                              f"loss.terms={terms}", "training.epochs=1"])
+    Trainer(cfg).fit()
+    lm = LocalizationModel.load(tmp_path / "run" / "last.pt")
+    movie = np.random.default_rng(0).poisson(60, (4, 24, 24)).astype(np.float32)
+    table = Infer(lm, device="cpu", batch_size=2).run(movie, camera=None, min_prob=0.0)
+    assert len(table["x"]) > 0 and (table["x"] >= 0).all() and (table["x"] < 2400).all()
+
+
+def test_multiscale_tiled_equals_untiled():
+    torch.manual_seed(0)
+    m = build_model("multiscale_var", **TINY_MS, scales=[2]).eval()
+    lm = LocalizationModel(model=m, frame_window=3, scaling=ScalingConfig(), pixel_size_nm=100.0, camera=Camera())
+    movie = torch.rand(1, 3, 64, 64) * 100
+    whole = Infer(lm, device="cpu", tile_size=None).predict_maps(movie)
+    tiled = Infer(lm, device="cpu", tile_size=16).predict_maps(movie)
+    assert whole.shape == (1, 6, 128, 128)
+    assert torch.allclose(tiled, whole, atol=1e-4), (tiled - whole).abs().max()
