@@ -1,0 +1,108 @@
+"""Every architecture with the same training budget, scored on the same movies.
+
+    python benchmarks/architectures.py [--steps 2000] [--batch 16] [--out docs/benchmarks/architectures]
+
+Budget: each model trains ``--steps`` optimizer steps of ``--batch`` simulated
+3-frame 32x32 windows (same simulation settings, same seed), AdamW, on this
+machine's device. Test movies (fixed seeds): 64x64 pixels of 100 nm, EMCCD,
+sigma 130 nm, 1,000-5,000 photons, background 50, at 0.1, 0.5, 2 and 4 /um^2.
+Reports Jaccard, lateral RMSE, efficiency, parameters and inference frames/s,
+as a Markdown table, JSON and a PNG plot of Jaccard vs density.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_smlm.core.config import load_config
+from napari_smlm.core.evaluation import evaluate
+from napari_smlm.core.inference import LocalizationModel
+from napari_smlm.core.localize import localize
+from napari_smlm.core.training import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["simulation.frame_size=[32,32]", "simulation.psf.sigma_nm=[110,150]",
+          "simulation.emitters.density_per_um2=[0.0,4.0]", "simulation.emitters.photons=[800,6000]",
+          "simulation.emitters.background=[30,70]", "training.validation_size=64", "output.tensorboard=false",
+          "training.validation_density_per_um2=[0.5,2.0]"]
+ARCHS = {
+    "sigma_munet": ["model.architecture=sigma_munet", "model.kwargs={depth_shared: 2, depth_union: 2, initial_features: 24, inter_features: 24}",
+                    "loss.terms=[{name: ppxyzb, until_epoch: 2, kwargs: {pos_weight: 2}}, {name: gaussian_mm, start_epoch: 2}]"],
+    "double_munet": ["model.architecture=double_munet", "model.kwargs={depth_shared: 2, depth_union: 2, initial_features: 24, inter_features: 24}",
+                     "loss.terms=[{name: ppxyzb, kwargs: {pos_weight: 2}}]"],
+    "simple_smlm_net": ["model.architecture=simple_smlm_net", "model.frame_window=3", "model.kwargs={depth: 2, initial_features: 32}",
+                        "loss.terms=[{name: ppxyzb, kwargs: {pos_weight: 2}}]"],
+    "multiscale_var": ["model.architecture=multiscale_var", "model.kwargs={scales: [2, 4, 8], base_channels: 32, embed_dim: 64, num_heads: 4, num_layers: 2}",
+                       "loss.terms=[{name: multiscale, kwargs: {warmup_epochs: 3}}]"],
+    "multiscale_var+vq": ["model.architecture=multiscale_var", "model.kwargs={scales: [2, 4, 8], base_channels: 32, embed_dim: 64, num_heads: 4, num_layers: 2, use_vq: true}",
+                          "loss.terms=[{name: multiscale, kwargs: {warmup_epochs: 3}}]"],
+    "fusion_unet": ["model.architecture=fusion_unet", "model.kwargs={depth: 2, initial_features: 24, fusion: attention}",
+                    "loss.terms=[{name: ppxyzb, until_epoch: 2, kwargs: {pos_weight: 2, detection: focal}}, {name: gaussian_mm, start_epoch: 2}]"],
+}
+DENSITIES = (0.1, 0.5, 2.0, 4.0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--frames", type=int, default=200, help="test frames per density")
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "architectures"))
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from benchmarks_common import test_movie  # noqa: E402  (same folder)
+
+    epochs = 10
+    steps = max(1, args.steps // epochs)
+    movies = {d: test_movie(d, args.frames, seed=200 + i) for i, d in enumerate(DENSITIES)}
+    rows = []
+    print(f"budget: {epochs * steps} steps x {args.batch} windows of 3x32x32 per model; {args.frames} test frames per density\n")
+    print("| model | parameters | train s | " + " | ".join(f"Jaccard {d:g}" for d in DENSITIES) + " | RMSE 0.5 nm | eff. 0.5 % | frames/s |")
+    print("|---|---|---|" + "---|" * len(DENSITIES) + "---|---|---|")
+    for name in args.archs.split(","):
+        cfg = load_config(ROOT / "configs" / "smoke.yaml", [*COMMON, *ARCHS[name], f"training.epochs={epochs}",
+                                                              f"training.steps_per_epoch={steps}", f"training.batch_size={args.batch}",
+                                                              f"output.run_dir={out / 'runs' / name}"])
+        t0 = time.time()
+        trainer = Trainer(cfg)
+        trainer.fit()
+        train_s = time.time() - t0
+        lm = LocalizationModel.load(out / "runs" / name / "best.pt")
+        row = {"model": name, "parameters": trainer.parameter_count, "train_s": train_s, "steps": trainer.step}
+        for d, (movie, gt, cam) in movies.items():
+            t1 = time.time()
+            res = localize(movie, model=lm, camera=cam, pixel_size_nm=100.0)
+            fps = len(movie) / (time.time() - t1)
+            m, _ = evaluate(res.table(), gt, 250.0)
+            row[f"jaccard_{d:g}"], row[f"rmse_{d:g}"], row[f"eff_{d:g}"], row[f"fps_{d:g}"] = m["jaccard"], m["rmse_lat"], m["efficiency_lat"], fps
+        rows.append(row)
+        print(f"| {name} | {row['parameters']:,} | {train_s:.0f} | " + " | ".join(f"{row[f'jaccard_{d:g}']:.3f}" for d in DENSITIES)
+              + f" | {row['rmse_0.5']:.1f} | {row['eff_0.5']:.1f} | {row['fps_0.1']:.0f} |", flush=True)
+    (out / "results.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+                                                  "device": "cuda" if torch.cuda.is_available() else "cpu", "rows": rows}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for row in rows:
+        ax.plot(DENSITIES, [row[f"jaccard_{d:g}"] for d in DENSITIES], "o-", label=row["model"])
+    ax.set_xlabel("density [/µm²]")
+    ax.set_ylabel("Jaccard")
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "jaccard_vs_density.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
