@@ -184,3 +184,20 @@ def test_validation_metrics_are_real_numbers(tmp_path, tiny_overrides):
     m = trainer.validate()
     assert m["tp"] + m["fn"] == sum(int(b["mask"].sum()) for b in trainer.validation)
     assert 0 <= m["jaccard"] <= 1 and np.isfinite(m["val_loss"])
+
+
+def test_resume_from_inference_only_checkpoint(tmp_path, tiny_overrides):
+    """The bundled (slim) checkpoint can be trained further: weights and epoch carry on."""
+    from napari_smlm.core.inference.bundle import bundle
+
+    extra = ["scheduler.name=step", "scheduler.step_size=1", "scheduler.gamma=0.5"]
+    first = Trainer(tiny(tiny_overrides, "training.epochs=2", *extra))
+    first.fit()
+    slim = bundle(str(tmp_path / "run" / "last.pt"), str(tmp_path / "slim.pt"))
+    assert "optimizer" not in slim and "rng" not in slim
+    more = Trainer(tiny(tiny_overrides, "training.epochs=3", f"output.run_dir={tmp_path / 'more'}", *extra), resume=tmp_path / "slim.pt")
+    assert more.epoch == 2 and more.optimizer.param_groups[0]["lr"] == pytest.approx(0.001 * 0.25)
+    for k, v in more.model.state_dict().items():
+        assert torch.equal(v, first.model.state_dict()[k])
+    more.fit()
+    assert more.epoch == 3 and len(more.history) == 3

@@ -158,3 +158,39 @@ def test_simulate_widget_and_sample(make_napari_viewer):
     assert layers[0].data.shape == (10, 32, 32)
     viewer.open_sample("napari-smlm", "simulated_movie")
     assert len(viewer.layers) == 4
+
+
+def test_multiscale_model_in_localize_and_scale_maps(make_napari_viewer, qtbot, tmp_path, tiny_overrides, errors):
+    from napari_smlm.core.config import load_config
+    from napari_smlm.core.training import Trainer
+
+    cfg = load_config(CONFIGS / "multiscale_var.yaml", [*tiny_overrides, "model.kwargs={base_channels: 8, embed_dim: 16, num_heads: 2, num_layers: 1, scales: [2, 4]}",
+                                                        "loss.terms=[{name: multiscale, kwargs: {scales: [1, 2, 4]}}]", "training.epochs=1"])
+    Trainer(cfg).fit()
+    viewer = make_napari_viewer()
+    movie, _ = add_sample(viewer, frames=6)
+    w = LocalizeWidget(viewer)
+    w.image.value = movie
+    w.camera.value = EMCCD
+    w.model.value = "checkpoint file"
+    w.checkpoint.value = str(tmp_path / "run" / "last.pt")
+    localize(qtbot, w)
+    assert not errors and w.layer is not None
+    layers = w.show_scale_maps()
+    assert [lay.data.shape for lay in layers] == [(64, 64), (128, 128), (256, 256)]
+    assert np.allclose(layers[-1].scale, (0.25, 0.25))
+    # a single-scale model says why it has no such maps
+    w.model.value = "default (bundled)"
+    assert w.show_scale_maps() == [] and "per-scale maps need a multi-scale model" in errors[-1]
+
+
+def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    t = TrainWidget(viewer)
+    for arch in ("multiscale_var", "fusion_unet", "double_munet", "simple_smlm_net", "sigma_munet"):
+        t.architecture.value = arch
+        cfg = t.config()
+        assert cfg.model.architecture == arch
+        Trainer_dry = __import__("napari_smlm.core.training", fromlist=["Trainer"]).Trainer
+        info = Trainer_dry(cfg, write_files=False).dry_run() if arch in ("double_munet", "simple_smlm_net") else None
+        assert info is None or np.isfinite(info["loss"])

@@ -43,11 +43,13 @@ class LocalizeWidget(Container):
         self.min_photons = FloatSpinBox(label="photons ≥", value=0.0, min=0, max=1e7, step=100)
         self.max_uncertainty = FloatSpinBox(label="uncertainty ≤ [nm] (0: off)", value=0.0, min=0, max=1e4, step=5)
         self.color_by = ComboBox(label="colour by", choices=["prob", "photons"], value="prob")
+        self.scale_maps_button = PushButton(text="Per-scale maps (current frame)", tooltip="multi-scale models: show each scale's probability map")
         self.summary = Label(value="")
         self.extend([
             self.image, self.model, self.checkpoint, self.camera, self.baseline, self.e_per_adu, self.em_gain, self.qe,
             self.pixel_size, self.device, self.first_frame, self.last_frame, self.run_button, self.cancel_button,
-            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, self.summary,
+            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, self.scale_maps_button,
+            self.summary,
         ])
         self.worker = None
         self.result = None
@@ -60,6 +62,8 @@ class LocalizeWidget(Container):
         for w in (self.threshold, self.min_photons, self.max_uncertainty):
             w.changed.connect(self.refilter)
         self.color_by.changed.connect(self._recolor)
+        self.scale_maps_button.changed.connect(self.show_scale_maps)
+        self._pbar = None
         connect_layer_updates(viewer, self)
         self.reset_choices()
 
@@ -130,6 +134,9 @@ class LocalizeWidget(Container):
         self.cancel_button.enabled = True
         self.progress.value = 0
         self.summary.value = "localizing..."
+        from napari.utils import progress
+
+        self._pbar = progress(total=last - first, desc="napari-smlm: localizing")  # the viewer's activity dock
         self.worker.start()
 
     def cancel(self, *_):
@@ -138,12 +145,17 @@ class LocalizeWidget(Container):
     def _on_progress(self, event):
         done, total = event
         self.progress.value = int(100 * done / max(total, 1))
+        if self._pbar is not None:
+            self._pbar.update(done - self._pbar.n)
 
     def _on_error(self, exc):
         notify_error(exc)
         self.summary.value = f"failed: {exc}"
 
     def _on_finished(self):
+        if self._pbar is not None:
+            self._pbar.close()
+            self._pbar = None
         self.worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
@@ -190,3 +202,43 @@ class LocalizeWidget(Container):
     def _recolor(self, value):
         if self.layer is not None and self.layer in self.viewer.layers:
             self.layer.face_color = value
+
+    def show_scale_maps(self, *_):
+        """Probability maps of every scale of a multi-scale model for the frame shown."""
+        import torch
+
+        from ..core.inference import LocalizationModel
+        from ..core.training.trainer import scale_input
+
+        try:
+            layer = self.image.value
+            movie = movie_from_layer(layer)
+            lm = LocalizationModel.load(self._model())
+            if not hasattr(lm.model, "scales"):
+                raise ValueError(f"{lm.model.architecture} predicts one scale; per-scale maps need a multi-scale model (multiscale_var)")
+            t = int(self.viewer.dims.current_step[0]) if movie.shape[0] > 1 else 0
+            c = lm.frame_window // 2
+            idx = np.clip(np.arange(t - c, t + c + 1), 0, movie.shape[0] - 1)
+            frames = torch.from_numpy(np.asarray(movie[idx], np.float32))[None]
+            camera = self._camera()
+            if camera == "estimate":
+                from ..core.camera import estimate_camera
+
+                camera, _ = estimate_camera(movie)
+            if camera is not None:
+                frames = camera.to_photons(frames)
+            with torch.no_grad():
+                maps = lm.model.eval().forward_scales(scale_input(frames, lm.scaling))["scales"]
+        except Exception as exc:
+            notify_error(exc)
+            return []
+        layers = []
+        sy, sx = layer.scale[-2:]
+        ty, tx = layer.translate[-2:]
+        for s, m in maps.items():
+            p = torch.sigmoid(m[0, 0]).numpy()
+            # fine cell (i, j) covers camera pixels [i/s, (i+1)/s): centre at index (i + 0.5)/s - 0.5
+            layers.append(self.viewer.add_image(p, name=f"p at {s}x (frame {t + 1})", colormap="magma", blending="additive",
+                                                scale=(sy / s, sx / s), translate=(ty + (0.5 / s - 0.5) * sy, tx + (0.5 / s - 0.5) * sx),
+                                                contrast_limits=(0, 1), visible=s == max(maps)))
+        return layers

@@ -10,6 +10,9 @@ from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinB
 from ._common import connect_layer_updates, iterate_callback, layer_choices, movie_from_layer, notify_error, notify_info
 
 PRESETS = {"quick (smoke, CPU minutes)": "smoke", "default 2D (bundled model's)": "default_2d", "DECODE reference (GPU)": "decode_reference"}
+# Architectures whose loss differs from the presets' train from their own config.
+ARCHITECTURES = {"sigma_munet": None, "double_munet": None, "simple_smlm_net": None,
+                 "multiscale_var": "multiscale_var", "fusion_unet": "fusion_unet"}
 
 
 class TrainWidget(Container):
@@ -28,7 +31,7 @@ class TrainWidget(Container):
         self.bg_max = FloatSpinBox(label="background max", value=60.0, min=0, max=1e5)
         self.density_max = FloatSpinBox(label="density max [/µm²]", value=1.0, min=0.01, max=20, step=0.1)
         self.camera_from_movie = CheckBox(label="camera from movie", value=False)
-        self.architecture = ComboBox(label="architecture", choices=["(preset)", "sigma_munet", "double_munet", "simple_smlm_net"], value="(preset)")
+        self.architecture = ComboBox(label="architecture", choices=["(preset)", *ARCHITECTURES], value="(preset)")
         self.epochs = SpinBox(label="epochs", value=8, min=1, max=100000)
         self.steps = SpinBox(label="steps per epoch", value=60, min=1, max=100000)
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=4096)
@@ -55,7 +58,8 @@ class TrainWidget(Container):
         self.val: list[tuple[int, float]] = []
         self.best_checkpoint = None
         self._add_plot()
-        self.native.destroyed.connect(lambda *_: self.stop())
+        # Closing the widget (or napari) ends a running training after its batch.
+        self.native.destroyed.connect(self._on_destroyed)
 
     def _add_plot(self):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
@@ -110,12 +114,21 @@ class TrainWidget(Container):
             f"training.batch_size={self.batch_size.value}", f"optimizer.lr={self.lr.value}",
             f"output.run_dir={self.output.value}",
         ]
-        if self.architecture.value != "(preset)":
-            o.append(f"model.architecture={self.architecture.value}")
+        config = PRESETS[self.preset.value]
+        arch = self.architecture.value
+        if arch != "(preset)":
+            if ARCHITECTURES[arch]:
+                config = ARCHITECTURES[arch]
+            else:
+                o.append(f"model.architecture={arch}")
+                if arch != "sigma_munet":  # no σ outputs: the per-pixel loss
+                    o.append("loss.terms=[{name: ppxyzb, kwargs: {pos_weight: 2.0}}]")
+                if arch == "simple_smlm_net":
+                    o.append("model.kwargs={depth: 2, initial_features: 32}")
         if self.camera_from_movie.value and self.camera is not None:
             c = self.camera.to_dict()
             o.append("simulation.camera={" + ", ".join(f"{k}: {v}" for k, v in c.items()) + "}")
-        return load_config(CONFIG_DIR / f"{PRESETS[self.preset.value]}.yaml", o)
+        return load_config(CONFIG_DIR / f"{config}.yaml", o)
 
     # ------------------------------------------------------------------ run
     def start(self, *_):
@@ -163,8 +176,16 @@ class TrainWidget(Container):
     def stop(self, *_):
         """End the run after the current batch; checkpoints stay intact."""
         self._stop_requested = True
-        if self.trainer is not None:
-            self.trainer.request_stop("stopped from napari")
+        trainer = self.__dict__.get("trainer")
+        if trainer is not None:
+            trainer.request_stop("stopped from napari")
+
+    def _on_destroyed(self, *_):
+        # May run during interpreter shutdown, when the instance is half torn down.
+        try:
+            self.stop()
+        except Exception:  # noqa: BLE001 - nothing left to stop
+            pass
 
     def _on_event(self, event):
         kind = event.get("event")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -189,9 +190,19 @@ class Trainer:
         self.model.load_state_dict(state["state_dict"])
         if state.get("loss_state"):
             self.loss_fn.load_state_dict(state["loss_state"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state.get("scheduler") is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("optimizer") is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state.get("scheduler") is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        else:
+            # An inference-only checkpoint (e.g. the bundled model): continue from its
+            # weights and epoch with a fresh optimizer; the scheduler is advanced to
+            # the epoch so the learning rate is where the schedule puts it.
+            if self.scheduler is not None and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                for _ in range(int(state["epoch"])):
+                    self.scheduler.step()
+            if self.is_main:
+                print(f"note: {path} holds no optimizer state; continuing its weights with a fresh optimizer", file=sys.stderr)
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         self.epoch = int(state["epoch"])
