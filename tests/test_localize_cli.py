@@ -64,3 +64,13 @@ def test_bad_input_stops_with_one_message_and_no_output(tmp_path, args, message)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not out.exists() and not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".out.csv*"))
+
+
+def test_camera_from_yaml(movie, tmp_path):
+    (tmp_path / "cam.yaml").write_text("camera: {kind: emccd, baseline: 100, e_per_adu: 45, em_gain: 100, qe: 0.9}\n")
+    out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.csv", "--camera", tmp_path / "cam.yaml", "--frames", "1:5").stdout
+    assert "localized" in out and (tmp_path / "l.csv").is_file()
+    (tmp_path / "bad.yaml").write_text("camera: {qe: 2}\n")
+    proc = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "m.csv", "--camera", tmp_path / "bad.yaml", check=False)
+    assert proc.returncode == 1 and "bad.yaml: camera.qe: expected a positive number <= 1, got 2" in proc.stderr
+    assert not (tmp_path / "m.csv").exists()

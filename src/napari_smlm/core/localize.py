@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Callable, Optional, Union
 
 import numpy as np
-import yaml
 
 from .camera import Camera, estimate_camera
-from .config import CameraConfig, ConfigError, from_dict
+from .config import CameraConfig, ConfigError, from_dict, read_yaml
 from .inference.postprocess import filter_table, non_maximum_suppression, select_rows
 from .inference.runner import Infer, LocalizationModel
 from .io.movie import MovieError, open_movie
@@ -44,12 +43,7 @@ def load_camera(path: Union[str, Path]) -> Camera:
     """A camera YAML: the camera keys at the top level, under ``camera:``, or a whole
     training config (``simulation.camera``)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: camera file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    data = read_yaml(path, "camera")
     if isinstance(data, dict) and "simulation" in data:
         data = (data["simulation"] or {}).get("camera", {})
     elif isinstance(data, dict) and "camera" in data:

@@ -46,3 +46,16 @@ class LossTerm(nn.Module):
 
     def ch(self, output: torch.Tensor, name: str) -> torch.Tensor:
         return output[:, self.channels.index(name)]
+
+
+CHANNEL_WEIGHT_KEYS = ("p", "photons", "x", "y", "z", "bg")
+
+
+def channel_weights(given: dict | None) -> dict[str, float]:
+    """Per-channel loss weights: 1 for every channel unless ``given`` says otherwise."""
+    weights = {k: 1.0 for k in CHANNEL_WEIGHT_KEYS}
+    unknown = set(given or {}) - set(weights)
+    if unknown:
+        raise ValueError(f"loss.terms.kwargs.channel_weights: unknown channels {sorted(unknown)}; known {sorted(weights)}")
+    weights.update({k: float(v) for k, v in (given or {}).items()})
+    return weights

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from ..targets import targets_at_scale
 from .base import LossTerm, register_loss
+from .base import channel_weights as make_channel_weights
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -105,12 +106,7 @@ class MultiScaleLoss(LossTerm):
         if len(self.scale_weights) != len(self.scales):
             raise ValueError(f"loss.terms.kwargs.scale_weights: expected {len(self.scales)} weights (one per scale {self.scales}), "
                              f"got {len(self.scale_weights)}")
-        w = {"p": 1.0, "photons": 1.0, "x": 1.0, "y": 1.0, "z": 1.0, "bg": 1.0}
-        unknown = set(channel_weights or {}) - set(w)
-        if unknown:
-            raise ValueError(f"loss.terms.kwargs.channel_weights: unknown channels {sorted(unknown)}")
-        w.update(channel_weights or {})
-        self.channel_weights = w
+        self.channel_weights = make_channel_weights(channel_weights)
         if eps < 1e-4:
             raise ValueError(f"loss.terms.kwargs.eps: expected >= 1e-4 (count-term stability), got {eps}")
         self.pos_weight, self.eps = float(pos_weight), float(eps)

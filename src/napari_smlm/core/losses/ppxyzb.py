@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from ..targets import pixel_targets
 from .base import LossTerm, register_loss
+from .base import channel_weights as make_channel_weights
 
 
 @register_loss("ppxyzb")
@@ -26,12 +27,7 @@ class PPXYZBLoss(LossTerm):
         self.pos_weight = float(pos_weight)
         self.detection = detection
         check_detection(detection)
-        weights = {"p": 1.0, "photons": 1.0, "x": 1.0, "y": 1.0, "z": 1.0, "bg": 1.0}
-        unknown = set(channel_weights or {}) - set(weights)
-        if unknown:
-            raise ValueError(f"loss.terms.kwargs.channel_weights: unknown channels {sorted(unknown)}; known {sorted(weights)}")
-        weights.update(channel_weights or {})
-        self.channel_weights = weights
+        self.channel_weights = make_channel_weights(channel_weights)
 
     def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
         target = pixel_targets(batch, output.shape[-2:], self.scaling)
