@@ -3,10 +3,9 @@
 #   scripts/setup.sh            the package and its command `napari-smlm`
 #   scripts/setup.sh testing    ... plus the test tools, napari, and Xvfb for GUI tests
 #   scripts/setup.sh all        ... plus napari with a Qt binding (the GUI)
-# Torch is installed first and pinned (TORCH_SPEC, default torch==2.13.0): where
-# the package index serves the CPU build (as on our CI machines) no multi-GB CUDA
-# download happens; on a GPU machine point pip at a CUDA build, e.g.
-#   TORCH_SPEC="torch==2.13.0" PIP_INDEX_URL=<your CUDA wheel index> scripts/setup.sh
+# Torch is installed first and pinned: without an NVIDIA GPU the CPU build
+# (torch==2.13.0+cpu, from local wheels or a CPU wheel index in PIP_EXTRA_INDEX_URL),
+# so no multi-GB CUDA download happens; with a GPU torch==2.13.0. TORCH_SPEC overrides.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extra="${1:-}"
@@ -29,8 +28,18 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    echo "installing ${TORCH_SPEC:-torch==2.13.0} ..."
-    "${pip[@]}" "${TORCH_SPEC:-torch==2.13.0}"
+    if [ -n "${TORCH_SPEC:-}" ]; then
+        spec=("$TORCH_SPEC")
+    elif command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+        spec=("torch==2.13.0")                  # a GPU: the CUDA build
+    else
+        spec=("torch==2.13.0+cpu")              # no GPU: the CPU build (from a CPU wheel index or local wheels)
+    fi
+    echo "installing ${spec[*]} ..."
+    if ! "${pip[@]}" "${spec[@]}"; then
+        echo "no CPU wheel of torch 2.13.0 found; falling back to torch==2.13.0 (set PIP_EXTRA_INDEX_URL to a CPU wheel index to avoid the CUDA build)" >&2
+        "${pip[@]}" "torch==2.13.0"
+    fi
 fi
 if [ -n "$extra" ]; then
     "${pip[@]}" -e ".[$extra]"
