@@ -107,6 +107,8 @@ def localize(
     if not 0 < threshold <= 1:
         raise ValueError(f"--threshold: expected a probability in (0, 1], got {threshold}")
 
+    # Built first: it checks device, batch size and memory budget before long work.
+    infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size)
     report = None
     if isinstance(camera, str) and camera == "estimate":
         camera, report = estimate_camera(movie, **(estimate_kwargs or {}))
@@ -128,7 +130,6 @@ def localize(
                 f"(the movie's median is {np.median(sample):.1f} ADU); check the baseline / camera"
             )
 
-    infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size)
     timings: dict = {}
     t0 = time.perf_counter()
     cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
