@@ -201,3 +201,13 @@ def test_resume_from_inference_only_checkpoint(tmp_path, tiny_overrides):
         assert torch.equal(v, first.model.state_dict()[k])
     more.fit()
     assert more.epoch == 3 and len(more.history) == 3
+
+
+def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, tiny_overrides):
+    # nonfinite_steps stays 0: epoch 1 sets the best, epochs 2-3 do not improve it.
+    cfg = tiny(tiny_overrides, "training.epochs=10", "training.early_stopping_patience=2", "training.monitor=nonfinite_steps")
+    events = []
+    trainer = Trainer(cfg, progress=events.append)
+    trainer.fit()
+    assert trainer.epoch == 3
+    assert events[-1]["reason"].startswith("early stopping: nonfinite_steps did not improve for 2 epochs")
