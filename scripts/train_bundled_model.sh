@@ -13,4 +13,4 @@ elif [ -f src/napari_smlm/models/default_2d.pt ]; then
     resume=(--resume src/napari_smlm/models/default_2d.pt)
 fi
 .venv/bin/napari-smlm train --config configs/default_2d.yaml --out "$run" "${resume[@]}" "$@"
-.venv/bin/python -m napari_smlm.core.inference.bundle "$run/best.pt" src/napari_smlm/models/default_2d.pt
+.venv/bin/python -m napari_smlm.core.inference.bundle "$run/best.pt" src/napari_smlm/models/default_2d.pt --tune-threshold

@@ -202,6 +202,12 @@ def test_resume_from_inference_only_checkpoint(tmp_path, tiny_overrides):
     more.fit()
     assert more.epoch == 3 and len(more.history) == 3
 
+    from napari_smlm.core.inference.bundle import tune_threshold
+
+    best, scores = tune_threshold(load_checkpoint(tmp_path / "more" / "last.pt"), thresholds=[0.3, 0.5, 0.7])
+    assert [t for t, _ in scores] == [0.3, 0.5, 0.7] and best in (0.3, 0.5, 0.7)
+    assert max(j for _, j in scores) == dict(scores)[best]
+
 
 def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, tiny_overrides):
     # nonfinite_steps stays 0: epoch 1 sets the best, epochs 2-3 do not improve it.

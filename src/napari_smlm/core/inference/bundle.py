@@ -1,11 +1,15 @@
 """Make an inference-only copy of a checkpoint (for bundling in the package).
 
-    python -m napari_smlm.core.inference.bundle RUN/best.pt src/napari_smlm/models/default_2d.pt
+    python -m napari_smlm.core.inference.bundle RUN/best.pt src/napari_smlm/models/default_2d.pt [--tune-threshold]
 
 Drops optimizer, scheduler, scaler and RNG state (a few MB less); keeps the
 weights, the architecture, everything inference needs, the config and the
 metric history (how it was trained). The result is still a checkpoint of the
 documented format, loadable with ``weights_only=True``.
+
+``--tune-threshold`` sets the detection threshold stored for inference to the one
+with the best Jaccard on the training config's own fixed simulated validation set
+(not on any benchmark movie).
 """
 
 from __future__ import annotations
@@ -17,19 +21,59 @@ import torch
 from ..training.checkpoint import load_checkpoint, save_checkpoint
 
 
-def bundle(src: str, dst: str) -> dict:
+def tune_threshold(state: dict, thresholds=None) -> tuple[float, list[tuple[float, float]]]:
+    """Best-Jaccard detection threshold on the config's fixed validation set."""
+    import numpy as np
+
+    from ..config import Config, from_dict
+    from ..evaluation import match, metrics_from_match
+    from ..training.checkpoint import model_from_checkpoint
+    from ..training.data import simulated_validation_set
+    from ..training.trainer import scale_input
+    from .postprocess import filter_table, maps_to_candidates
+
+    cfg = from_dict(Config, state["config"])
+    model = model_from_checkpoint(state).eval()
+    px = cfg.simulation.pixel_size_nm
+    cell = px / getattr(model, "output_scale", 1)
+    preds, gts, offset = [], [], 0
+    with torch.no_grad():
+        for batch in simulated_validation_set(cfg, torch.device("cpu")):
+            out = model(scale_input(batch["frames"], cfg.model.scaling))
+            preds.append(maps_to_candidates(out, model.output_channels, cfg.model.scaling, cell, frame_offset=offset, min_prob=0.05))
+            m = batch["mask"].numpy()
+            gts.append({"frame": np.nonzero(m)[0] + offset, "x": batch["x_px"].numpy()[m] * px,
+                        "y": batch["y_px"].numpy()[m] * px, "z": batch["z_nm"].numpy()[m]})
+            offset += len(m)
+    pred = {k: np.concatenate([p[k] for p in preds]) for k in preds[0]}
+    gt = {k: np.concatenate([g[k] for g in gts]) for k in gts[0]}
+    scores = []
+    for t in thresholds if thresholds is not None else np.round(np.arange(0.1, 0.91, 0.05), 2):
+        sel = filter_table(pred, float(t))
+        scores.append((float(t), metrics_from_match(sel, gt, match(sel, gt, cfg.training.match_tolerance_nm))["jaccard"]))
+    return max(scores, key=lambda ts: ts[1])[0], scores
+
+
+def bundle(src: str, dst: str, tune: bool = False) -> dict:
     state = load_checkpoint(src)
     slim = {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "scaler", "rng", "loss_state")}
     slim["state_dict"] = {k: v.detach().clone().contiguous() for k, v in state["state_dict"].items()}
     slim.pop("format_version", None)
+    if tune:
+        best, scores = tune_threshold(state)
+        print("threshold  validation Jaccard\n" + "\n".join(f"{t:9.2f}  {j:.4f}" for t, j in scores))
+        slim["inference"] = {**slim["inference"], "detection_threshold": best}
+        print(f"detection threshold set to {best:g}")
     save_checkpoint(slim, dst)
     return slim
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        sys.exit("usage: python -m napari_smlm.core.inference.bundle SRC.pt DST.pt")
-    s = bundle(sys.argv[1], sys.argv[2])
+    args = [a for a in sys.argv[1:] if a != "--tune-threshold"]
+    if len(args) != 2:
+        sys.exit("usage: python -m napari_smlm.core.inference.bundle SRC.pt DST.pt [--tune-threshold]")
+    s = bundle(args[0], args[1], tune="--tune-threshold" in sys.argv)
     n = sum(v.numel() for v in s["state_dict"].values())
     print(f"wrote {sys.argv[2]}: {s['architecture']}, {n:,} parameters, epoch {s['epoch']}, step {s['step']}, "
-          f"best {s.get('monitor', 'metric')} {s.get('best_metric', float('nan')):.4g}; torch {torch.__version__}")
+          f"best {s.get('monitor', 'metric')} {s.get('best_metric', float('nan')):.4g}, "
+          f"detection threshold {s['inference']['detection_threshold']:g}; torch {torch.__version__}")
