@@ -194,3 +194,16 @@ def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_view
         Trainer_dry = __import__("napari_smlm.core.training", fromlist=["Trainer"]).Trainer
         info = Trainer_dry(cfg, write_files=False).dry_run() if arch in ("double_munet", "simple_smlm_net") else None
         assert info is None or np.isfinite(info["loss"])
+
+
+def test_fill_from_movie_matches_the_sample(make_napari_viewer):
+    viewer = make_napari_viewer()
+    movie, _ = add_sample(viewer, frames=30)
+    t = TrainWidget(viewer)
+    t.image.value = movie
+    est = t.fill_from_movie()
+    # the sample: 1,000-5,000 photons, background 50, PSF sigma 130 nm
+    assert 35 <= t.bg_min.value <= 50 <= t.bg_max.value <= 75
+    assert 115 <= np.mean(est["sigma_nm"]) <= 145 and est["sigma_nm"][0] <= est["sigma_nm"][1]
+    assert t.photons_min.value < 1500 and t.photons_max.value > 4000
+    assert t.config().simulation.camera.baseline == pytest.approx(100.0)

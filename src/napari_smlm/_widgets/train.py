@@ -80,9 +80,21 @@ class TrainWidget(Container):
         from ..core.camera import estimate_camera
         from ..core.estimate import estimate_movie_parameters
 
+        from ..core.camera import Camera
+        from ..core.config import CameraConfig, from_dict
+
         try:
-            movie = movie_from_layer(self.image.value)
-            camera, report = estimate_camera(movie, baseline=None)
+            layer = self.image.value
+            movie = movie_from_layer(layer)
+            known = layer.metadata.get("camera") if hasattr(layer, "metadata") else None
+            if known:  # e.g. the simulated sample carries its camera
+                camera, how = Camera.from_config(from_dict(CameraConfig, dict(known), "camera")), "from the layer's metadata"
+            else:
+                try:
+                    camera, report = estimate_camera(movie, baseline=None)
+                    how = f"estimated: baseline {report['baseline']:.1f} ADU, {report['adu_per_e']:.3g} ADU/e-"
+                except ValueError as exc:
+                    camera, how = Camera.from_config(self.config().simulation.camera), f"the preset's ({exc})"
             sample = np.asarray(movie[: min(len(movie), 50)], np.float32)
             photons = camera.to_photons(torch.from_numpy(sample)).numpy()
             est = estimate_movie_parameters(photons, self.pixel_size.value)
@@ -95,8 +107,7 @@ class TrainWidget(Container):
         if "photons" in est:
             self.photons_min.value, self.photons_max.value = est["photons"][0] * 0.5, est["photons"][1] * 2
             self.sigma_min.value, self.sigma_max.value = est["sigma_nm"][0] * 0.9, est["sigma_nm"][1] * 1.1
-        notify_info(f"from the movie: baseline {report['baseline']:.1f} ADU, {report['adu_per_e']:.3g} ADU/e-, "
-                    f"{est['spots']} spots")
+        notify_info(f"from the movie: {est['spots']} spots; camera {how}")
         return est
 
     # ------------------------------------------------------------------ config

@@ -38,7 +38,8 @@ def estimate_movie_parameters(frames_photons: np.ndarray, pixel_size_nm: float, 
                 continue
             w = np.clip(patch, 0, None)
             cy, cx = (w * yy).sum() / w.sum(), (w * xx).sum() / w.sum()
-            var = (w * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum() / (2 * w.sum())
+            # pixel integration adds a²/12 (a = 1 px) to the PSF's variance
+            var = (w * ((yy - cy) ** 2 + (xx - cx) ** 2)).sum() / (2 * w.sum()) - 1.0 / 12.0
             sigmas.append(np.sqrt(max(var, 1e-6)))
             photons.append(total)
         if len(photons) >= max_spots:
