@@ -34,9 +34,10 @@ def main() -> None:
                             "--set", "simulation.emitters.density_per_um2=[0.5,0.5]"], check=True, capture_output=True)
             argv = ["localize", str(d / "movie.tif"), "--model", args.model, "--out", str(d / "locs.csv"),
                     "--baseline", "100", "--e-per-adu", "45", "--em-gain", "100", "--qe", "0.9"]
-            # The localize process reports its own peak RSS (KiB on Linux) when done.
-            code = ("import resource, sys; from napari_smlm.cli import main; rc = main(sys.argv[1:]); "
-                    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(rc)")
+            # The localize process reports its own peak RSS when done: VmHWM of its own
+            # address space (ru_maxrss would include the forking parent's, Linux keeps it across exec).
+            code = ("import sys; from napari_smlm.cli import main; rc = main(sys.argv[1:]); "
+                    "print('PEAK_RSS_KIB', [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0]); sys.exit(rc)")
             t0 = time.time()
             proc = subprocess.run([sys.executable, "-c", code, *argv], check=True, capture_output=True, text=True)
             wall = time.time() - t0
