@@ -11,7 +11,7 @@ import numpy as np
 
 from .camera import Camera, estimate_camera
 from .config import CameraConfig, ConfigError, from_dict, read_yaml
-from .inference.postprocess import filter_table, non_maximum_suppression, select_rows
+from .inference.postprocess import filter_table
 from .inference.runner import Infer, LocalizationModel
 from .io.movie import MovieError, open_movie
 
@@ -132,15 +132,13 @@ def localize(
 
     timings: dict = {}
     t0 = time.perf_counter()
+    radius = 0.5 * px if nms_radius_nm is None else float(nms_radius_nm)
     cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
-                     min_prob=min(0.1, threshold), timings=timings)
-    if px != lm.pixel_size_nm:  # positions were computed on the model's grid
+                     min_prob=min(0.1, threshold), timings=timings,
+                     nms_radius_nm=radius * lm.pixel_size_nm / px)  # positions are on the model's grid until below
+    if px != lm.pixel_size_nm:
         for key in ("x", "y", "sigma_x", "sigma_y"):
             if key in cand:
                 cand[key] = cand[key] * (px / lm.pixel_size_nm)
-    radius = 0.5 * px if nms_radius_nm is None else float(nms_radius_nm)
-    tic = time.perf_counter()
-    cand = select_rows(cand, non_maximum_suppression(cand, radius))
-    timings["postprocess"] = timings.get("postprocess", 0.0) + time.perf_counter() - tic
     timings["total"] = time.perf_counter() - t0
     return LocalizeResult(cand, threshold, px, shape, camera, report, timings, lm.source)

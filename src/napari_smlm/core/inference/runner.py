@@ -22,7 +22,7 @@ from ..camera import Camera
 from ..config import CameraConfig, ScalingConfig, from_dict
 from ..models import SMLMModel
 from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .postprocess import maps_to_candidates
+from .postprocess import maps_to_candidates, non_maximum_suppression, select_rows
 
 __all__ = [
     "LocalizationModel", "Infer", "InferenceCancelled", "resolve_model_path", "BUNDLED_MODELS", "available_memory_bytes",
@@ -230,6 +230,7 @@ class Infer:
         cancel: Optional[Callable[[], bool]] = None,
         min_prob: float = 0.1,
         timings: Optional[dict] = None,
+        nms_radius_nm: Optional[float] = None,
     ) -> dict[str, np.ndarray]:
         """Localize every frame of ``movie`` ((T, H, W), indexable by slices; ADU
         unless ``camera`` is None, in which case it is already photons).
@@ -294,8 +295,11 @@ class Infer:
                 tic2 = time.perf_counter()
                 timings["network"] += tic2 - tic
                 cell_nm = self.lm.pixel_size_nm / getattr(self.model, "output_scale", 1)
-                tables.append(maps_to_candidates(maps, self.model.output_channels, self.lm.scaling,
-                                                 cell_nm, frame_offset=t0 + b0, min_prob=min_prob))
+                table = maps_to_candidates(maps, self.model.output_channels, self.lm.scaling,
+                                           cell_nm, frame_offset=t0 + b0, min_prob=min_prob)
+                if nms_radius_nm:
+                    table = select_rows(table, non_maximum_suppression(table, nms_radius_nm))
+                tables.append(table)
                 timings["postprocess"] += time.perf_counter() - tic2
                 done += b1 - b0
                 b0 = b1
