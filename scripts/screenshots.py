@@ -36,6 +36,12 @@ def shot(viewer, name):
     print("wrote", OUT / name)
 
 
+def zoom_on_molecules(viewer, frame=20):
+    viewer.dims.set_point(0, frame)
+    viewer.camera.center = (0, 20, 20)
+    viewer.camera.zoom = 12
+
+
 def dock_only(viewer, widget, name):
     for dock in list(viewer.window._dock_widgets.values()):
         if dock.name not in ("layer controls", "layer list"):
@@ -55,10 +61,8 @@ loc.image.value = movie
 loc.camera.value = "EMCCD default (100 ADU, 45 e-/ADU, gain 100, QE 0.9)"
 loc.run()
 wait(loc)
-viewer.dims.set_point(0, 20)
 gt.visible = True
-viewer.camera.center = (0, 20, 20)
-viewer.camera.zoom = 12
+zoom_on_molecules(viewer)
 shot(viewer, "localize.png")
 
 render = RenderWidget(viewer)
@@ -78,9 +82,7 @@ ev.pred.value = loc.layer
 ev.gt.value = gt
 ev.run()
 loc.layer.visible = gt.visible = False
-viewer.dims.set_point(0, 20)
-viewer.camera.center = (0, 20, 20)
-viewer.camera.zoom = 12
+zoom_on_molecules(viewer)
 shot(viewer, "evaluate.png")
 for layer in ev.layers:
     layer.visible = False

@@ -4,7 +4,7 @@ import tifffile
 
 from napari_smlm.core.io import read_table
 
-from .conftest import CONFIGS, run_cli
+from .conftest import run_cli
 
 
 @pytest.fixture(scope="module")

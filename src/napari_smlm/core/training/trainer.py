@@ -113,6 +113,7 @@ class Trainer:
         self.epochs_since_improvement = 0
         self.history: list[dict] = []
         self.nonfinite_total = 0
+        self._consecutive_nonfinite = 0
         self.example = None
         self._stop_reason: Optional[str] = None
         if resume is not None:
@@ -272,7 +273,7 @@ class Trainer:
         else:
             self.optimizer.zero_grad(set_to_none=True)
             self.nonfinite_total += 1
-            self._consecutive_nonfinite = getattr(self, "_consecutive_nonfinite", 0) + 1
+            self._consecutive_nonfinite += 1
             if self._consecutive_nonfinite >= tcfg.max_nonfinite:
                 raise TrainingError(
                     f"{self._consecutive_nonfinite} non-finite losses in a row at step {self.step}; stopping. "
