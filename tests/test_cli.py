@@ -44,6 +44,8 @@ def test_train_dry_run_and_bad_config(tmp_path):
     assert proc.returncode == 1 and "training.epochs: expected a positive integer, got 'zero'" in proc.stderr
     proc = run_cli("train", "--config", tmp_path / "missing.yaml", check=False)
     assert proc.returncode == 1 and "config file not found" in proc.stderr
+    proc = run_cli("train", "--config", "smoke", "--init-weights", tmp_path / "none.pt", "--dry-run", check=False)
+    assert proc.returncode == 1 and f"training.init_weights: {tmp_path / 'none.pt'}: neither a bundled model" in proc.stderr
 
 
 def test_train_and_resume_from_cli(tmp_path):

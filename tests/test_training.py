@@ -1,5 +1,6 @@
 import math
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,3 +218,36 @@ def test_early_stopping_ends_a_run_that_stopped_improving(tmp_path, tiny_overrid
     trainer.fit()
     assert trainer.epoch == 3
     assert events[-1]["reason"].startswith("early stopping: nonfinite_steps did not improve for 2 epochs")
+
+
+def test_init_weights_starts_a_new_run_from_other_weights(tmp_path, tiny_overrides):
+    """training.init_weights (fine-tuning): the weights come over, the run starts at epoch 0."""
+    first = Trainer(tiny(tiny_overrides, "training.epochs=2"))
+    first.fit()
+    tuned = Trainer(tiny(tiny_overrides, "training.epochs=1", f"output.run_dir={tmp_path / 'tuned'}",
+                         f"training.init_weights={tmp_path / 'run' / 'last.pt'}", "optimizer.lr=0.0005"))
+    assert tuned.epoch == 0 and tuned.step == 0 and tuned.history == []
+    assert tuned.optimizer.param_groups[0]["lr"] == pytest.approx(0.0005)
+    for k, v in tuned.model.state_dict().items():
+        assert torch.equal(v, first.model.state_dict()[k])
+    tuned.fit()
+    assert tuned.epoch == 1 and load_checkpoint(tmp_path / "tuned" / "last.pt")["config"]["training"]["init_weights"].endswith("last.pt")
+
+    with pytest.raises(CheckpointError, match="model kwargs"):
+        Trainer(tiny(tiny_overrides, "model.kwargs={depth_shared: 1, depth_union: 1, initial_features: 4, inter_features: 4}",
+                     f"training.init_weights={tmp_path / 'run' / 'last.pt'}"), write_files=False)
+    with pytest.raises(CheckpointError, match=r"training.init_weights: nowhere.pt: neither a bundled model"):
+        Trainer(tiny(tiny_overrides, "training.init_weights=nowhere.pt"), write_files=False)
+    with pytest.raises(CheckpointError, match=r"model.scaling"):
+        Trainer(tiny(tiny_overrides, "model.scaling.photons=5000", f"training.init_weights={tmp_path / 'run' / 'last.pt'}"),
+                write_files=False)
+
+
+def test_init_weights_from_the_bundled_model(tmp_path):
+    """The shipped default_2d config fine-tunes the bundled model as it is."""
+    cfg = load_config(CONFIGS / "default_2d.yaml", ["training.init_weights=default", "training.validation_size=4",
+                                                    "training.device=cpu", f"output.run_dir={tmp_path}"])
+    trainer = Trainer(cfg, write_files=False)
+    bundled = load_checkpoint(Path(__file__).resolve().parents[1] / "src" / "napari_smlm" / "models" / "default_2d.pt")
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, bundled["state_dict"][k])

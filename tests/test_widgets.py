@@ -194,6 +194,10 @@ def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_view
         Trainer_dry = __import__("napari_smlm.core.training", fromlist=["Trainer"]).Trainer
         info = Trainer_dry(cfg, write_files=False).dry_run() if arch in ("double_munet", "simple_smlm_net") else None
         assert info is None or np.isfinite(info["loss"])
+    t.architecture.value = "(preset)"
+    assert t.config().training.init_weights is None
+    t.from_bundled.value = True
+    assert t.config().training.init_weights == "default"
 
 
 def test_fill_from_movie_matches_the_sample(make_napari_viewer):

@@ -76,6 +76,8 @@ def cmd_train(args) -> int:
     overrides = list(args.set or [])
     if args.out:
         overrides.append(f"output.run_dir={args.out}")
+    if args.init_weights:
+        overrides.append(f"training.init_weights={args.init_weights}")
     cfg = load_config(_config_path(args.config), overrides)
     if args.debug:
         import torch
@@ -286,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a localization network", description="Train a network; writes config.yaml, last.pt, best.pt, metrics.csv and tensorboard/ to the run directory.")
     p.add_argument("--config", required=True, help="config YAML (or a shipped name: smoke, default_2d, decode_reference)")
     p.add_argument("--resume", help="checkpoint to continue from (continues at its next epoch)")
+    p.add_argument("--init-weights", metavar="MODEL", help="start a new run from these weights (a checkpoint or a bundled model "
+                   "name such as 'default'): fine-tune to your microscope; sets training.init_weights")
     p.add_argument("--out", help="run directory (overrides output.run_dir)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. training.epochs=1 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, build everything, run one batch forward and backward, exit")

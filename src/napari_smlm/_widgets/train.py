@@ -38,12 +38,14 @@ class TrainWidget(Container):
         self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-7, max=1.0, step=1e-4)
         self.output = FileEdit(label="output folder", mode="d", value=str(Path("runs") / "napari"))
         self.resume = FileEdit(label="resume from (optional)", filter="*.pt")
+        self.from_bundled = CheckBox(label="start from the bundled model", value=False,
+                                     tooltip="fine-tune the bundled model's weights (preset 'default 2D' architecture)")
         self.start_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False)
         self.status = Label(value="")
         self.extend([self.preset, self.image, self.fill_button, self.pixel_size, self.sigma_min, self.sigma_max,
                      self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max, self.camera_from_movie,
-                     self.architecture, self.epochs, self.steps, self.batch_size, self.lr, self.output, self.resume,
+                     self.architecture, self.epochs, self.steps, self.batch_size, self.lr, self.output, self.resume, self.from_bundled,
                      self.start_button, self.stop_button, self.status])
         self.fill_button.changed.connect(self.fill_from_movie)
         self.start_button.changed.connect(self.start)
@@ -139,6 +141,8 @@ class TrainWidget(Container):
         if self.camera_from_movie.value and self.camera is not None:
             c = self.camera.to_dict()
             o.append("simulation.camera={" + ", ".join(f"{k}: {v}" for k, v in c.items()) + "}")
+        if self.from_bundled.value:
+            o.append("training.init_weights=default")
         return load_config(CONFIG_DIR / f"{config}.yaml", o)
 
     # ------------------------------------------------------------------ run

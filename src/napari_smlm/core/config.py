@@ -181,6 +181,10 @@ class TrainingConfig:
     detection_threshold: float = _f(0.5, exclusive_min=0, max=1)
     match_tolerance_nm: float = _f(250.0, exclusive_min=0)
     log_images_every: int = _f(1, min=0)
+    # Start from another model's weights (a checkpoint file or a bundled model name such
+    # as "default"): a new run at epoch 0 with a fresh optimizer, i.e. fine-tuning the
+    # bundled model to one's microscope. Architecture and model kwargs must match.
+    init_weights: Optional[str] = None
 
 
 @dataclass

@@ -36,8 +36,9 @@ class InferenceCancelled(RuntimeError):
     """Raised when the cancel callback asks to stop (between batches)."""
 
 
-def resolve_model_path(model: Union[str, Path]) -> Path:
-    """A bundled model name (``default``) or a checkpoint path."""
+def resolve_model_path(model: Union[str, Path], what: str = "--model") -> Path:
+    """A bundled model name (``default``) or a checkpoint path (``what`` names the
+    option in errors)."""
     if str(model) in BUNDLED_MODELS:
         path = BUNDLED_MODELS[str(model)]
         if not path.is_file():
@@ -46,7 +47,7 @@ def resolve_model_path(model: Union[str, Path]) -> Path:
     path = Path(model)
     if not path.exists():
         known = ", ".join(sorted(BUNDLED_MODELS))
-        raise CheckpointError(f"--model {model}: neither a bundled model ({known}) nor an existing checkpoint file")
+        raise CheckpointError(f"{what} {model}: neither a bundled model ({known}) nor an existing checkpoint file")
     return path
 
 

@@ -118,6 +118,8 @@ class Trainer:
         self._stop_reason: Optional[str] = None
         if resume is not None:
             self._load(resume)
+        elif cfg.training.init_weights:
+            self._init_weights(cfg.training.init_weights)
 
         self.callbacks: list[Callback] = []
         if self.is_main and write_files:
@@ -182,13 +184,29 @@ class Trainer:
     def save(self, path: Path) -> None:
         save_checkpoint(self.state(), path)
 
-    def _load(self, path) -> None:
+    def _load_weights(self, path) -> dict:
         state = load_checkpoint(path, architecture=self.cfg.model.architecture)
         if dict(state["model_kwargs"]) != dict(self.model.init_kwargs):
             raise CheckpointError(
                 f"{path}: checkpoint model kwargs {state['model_kwargs']} differ from the config's {self.model.init_kwargs}"
             )
         self.model.load_state_dict(state["state_dict"])
+        return state
+
+    def _init_weights(self, source: str) -> None:
+        """Weights only (fine-tuning): epoch, optimizer, schedule and history start fresh."""
+        from ..inference.runner import resolve_model_path
+
+        path = resolve_model_path(source, what="training.init_weights:")
+        state = self._load_weights(path)
+        if state.get("inference", {}).get("scaling") not in (None, to_dict(self.cfg.model.scaling)):
+            raise CheckpointError(f"training.init_weights: {path} was trained with model.scaling {state['inference']['scaling']}, "
+                                  f"the config has {to_dict(self.cfg.model.scaling)}; the weights expect their own scaling")
+        if self.is_main:
+            print(f"note: starting from the weights of {path} (epoch {state['epoch']}); a new run from epoch 0", file=sys.stderr)
+
+    def _load(self, path) -> None:
+        state = self._load_weights(path)
         if state.get("loss_state"):
             self.loss_fn.load_state_dict(state["loss_state"])
         if state.get("optimizer") is not None:
