@@ -159,3 +159,21 @@ def test_loss_term_schedule_switches_terms():
         total, parts = loss(out, batch)
         assert set(parts) == ({"ppxyzb"} if epoch < 2 else {"gaussian_mm"})
     assert weights == [[1.0, 0.0], [1.0, 0.0], [0.0, 0.5], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("arch,kwargs", [("sigma_munet", {"depth_shared": 1, "depth_union": 1, "initial_features": 8, "inter_features": 8}),
+                                         ("simple_smlm_net", {"frame_window": 3, "depth": 1, "initial_features": 8}),
+                                         ("fusion_unet", {"depth": 1, "initial_features": 8})])
+def test_fused_inference_heads_equal_the_training_heads(arch, kwargs):
+    """Without autograd the heads run as two wide convolutions: same numbers."""
+    torch.manual_seed(0)
+    model = build_model(arch, **kwargs).eval()
+    for p in model.parameters():  # random, not the init's constants (p bias -6)
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        fused = model(x)
+    with torch.enable_grad():
+        plain = model(x)
+    assert fused.shape == plain.shape and plain.requires_grad
+    torch.testing.assert_close(fused, plain.detach(), rtol=1e-4, atol=1e-5)
