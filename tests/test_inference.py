@@ -141,3 +141,30 @@ def test_batchwise_nms_equals_nms_of_the_whole_table():
     order = lambda t: np.lexsort((t["x"], t["frame"]))  # noqa: E731
     assert np.array_equal(batched["frame"][order(batched)], expected["frame"][order(expected)])
     assert np.allclose(batched["x"][order(batched)], expected["x"][order(expected)])
+
+
+def test_fine_grid_postprocessing_integrates_spread_probability():
+    """On an 8x grid one molecule's probability spreads over many cells (none above
+    0.1): it is found once, with the summed probability and the weighted position;
+    a second molecule 1.5 camera pixels away stays separate."""
+    from napari_smlm.core.inference.postprocess import fine_grid_window
+
+    assert [fine_grid_window(s) for s in (2, 4, 8, 16)] == [3, 3, 5, 9]
+    scale, cell = 8, 12.5
+    h = w = 8 * scale
+    yy, xx = torch.meshgrid(torch.arange(h) + 0.5, torch.arange(w) + 0.5, indexing="ij")
+    truth = [(3.3 * scale, 5.6 * scale), (4.8 * scale, 5.6 * scale)]  # (x, y) in cells
+    p = sum(0.95 * torch.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 1.2**2)) / (2 * np.pi * 1.2**2) for x, y in truth)
+    assert p.max() < 0.11
+    out = torch.zeros(1, 6, h, w)
+    out[0, 0] = torch.logit(p.clamp(1e-6, 1 - 1e-6))
+    out[0, 1] = 0.2  # photons (scaled)
+    scaling = ScalingConfig(photons=10000.0)
+    table = maps_to_candidates(out, ("p", "photons", "x", "y", "z", "bg"), scaling, cell, min_prob=0.5, scale=scale)
+    assert len(table["x"]) == 2
+    order = np.argsort(table["x"])
+    for (x, y), i in zip(truth, order):
+        assert table["x"][i] == pytest.approx(x * cell, abs=2.0) and table["y"][i] == pytest.approx(y * cell, abs=2.0)
+        assert 0.8 < table["prob"][i] <= 0.95 and table["photons"][i] == pytest.approx(2000.0, rel=1e-4)
+    # per-pixel post-processing on the same map finds nothing: no cell reaches 0.1
+    assert len(maps_to_candidates(out, ("p", "photons", "x", "y", "z", "bg"), scaling, cell, min_prob=0.5)["x"]) == 0
