@@ -19,11 +19,11 @@ from pathlib import Path
 
 import torch
 
-from napari_smlm.core.config import load_config
+from napari_smlm.core.config import Config, from_dict, load_config, to_dict
 from napari_smlm.core.evaluation import evaluate
 from napari_smlm.core.inference import LocalizationModel
 from napari_smlm.core.localize import localize
-from napari_smlm.core.training import Trainer
+from napari_smlm.core.training import Trainer, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ["simulation.frame_size=[32,32]", "simulation.psf.sigma_nm=[110,150]",
@@ -53,6 +53,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--frames", type=int, default=200, help="test frames per density")
     ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--reuse", action="store_true", help="evaluate finished runs of the same config in --out instead of retraining")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "architectures"))
     args = ap.parse_args()
     out = Path(args.out)
@@ -70,12 +71,21 @@ def main() -> None:
         cfg = load_config(ROOT / "configs" / "smoke.yaml", [*COMMON, *ARCHS[name], f"training.epochs={epochs}",
                                                               f"training.steps_per_epoch={steps}", f"training.batch_size={args.batch}",
                                                               f"output.run_dir={out / 'runs' / name}"])
-        t0 = time.time()
-        trainer = Trainer(cfg)
-        trainer.fit()
-        train_s = time.time() - t0
-        lm = LocalizationModel.load(out / "runs" / name / "best.pt")
-        row = {"model": name, "parameters": trainer.parameter_count, "train_s": train_s, "steps": trainer.step}
+        run = out / "runs" / name
+        done = load_checkpoint(run / "last.pt") if args.reuse and (run / "last.pt").is_file() else None
+        if done is not None and done["step"] == epochs * steps and to_dict(from_dict(Config, done["config"])) == to_dict(cfg):
+            # a finished run of this very config: evaluate it again (e.g. after a
+            # post-processing change) instead of training it again
+            train_s = sum(float(h["seconds"]) for h in done["history"])
+            step = int(done["step"])
+        else:
+            t0 = time.time()
+            trainer = Trainer(cfg)
+            trainer.fit()
+            trainer.close()
+            train_s, step = time.time() - t0, trainer.step
+        lm = LocalizationModel.load(run / "best.pt")
+        row = {"model": name, "parameters": sum(p.numel() for p in lm.model.parameters()), "train_s": train_s, "steps": step}
         for d, (movie, gt, cam) in movies.items():
             t1 = time.time()
             res = localize(movie, model=lm, camera=cam, pixel_size_nm=100.0)
@@ -85,22 +95,40 @@ def main() -> None:
         rows.append(row)
         print(f"| {name} | {row['parameters']:,} | {train_s:.0f} | " + " | ".join(f"{row[f'jaccard_{d:g}']:.3f}" for d in DENSITIES)
               + f" | {row['rmse_0.5']:.1f} | {row['eff_0.5']:.1f} | {row['fps_0.1']:.0f} |", flush=True)
-    (out / "results.json").write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                                                  "device": "cuda" if torch.cuda.is_available() else "cpu", "rows": rows}, indent=2))
+    stamp = {"date": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "threads": torch.get_num_threads(),
+             "device": "cuda" if torch.cuda.is_available() else "cpu", "steps": epochs * steps, "batch": args.batch,
+             "test_frames": args.frames}
+    (out / "results.json").write_text(json.dumps({**stamp, "rows": rows}, indent=2))
+    dens = " | ".join(f"{d:g}" for d in DENSITIES)
+    lines = [f"# Architectures side by side ({stamp['date']}, {stamp['device']}, {stamp['threads']} threads, torch {stamp['torch']})", "",
+             f"Command: `python benchmarks/architectures.py --steps {args.steps} --batch {args.batch} --frames {args.frames}`.", "",
+             f"Budget, the same for every model: {epochs * steps} optimizer steps of {args.batch} simulated 3-frame 32x32 windows "
+             f"({epochs * steps * args.batch:,} windows), AdamW lr 1e-3 with cosine decay, best validation Jaccard of 10 epochs. "
+             f"Test: {args.frames} frames of 64x64 per density (fixed seeds), each model's own stored threshold, 250 nm tolerance.", ""]
+    for key, title, fmt in (("jaccard", "Jaccard", "{:.3f}"), ("rmse", "lateral RMSE nm", "{:.1f}"), ("eff", "lateral efficiency %", "{:.1f}")):
+        lines += [f"## {title} by density (/µm²)", "", f"| model | {dens} |", "|---|" + "---|" * len(DENSITIES)]
+        lines += [f"| {r['model']} | " + " | ".join(fmt.format(r[f'{key}_{d:g}']) for d in DENSITIES) + " |" for r in rows]
+        lines.append("")
+    lines += ["## Size and speed", "", "| model | parameters | training s | inference frames/s (64x64) |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['parameters']:,} | {r['train_s']:.0f} | {r['fps_0.1']:.0f} |" for r in rows]
+    (out / "results.md").write_text("\n".join(lines) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for row in rows:
-        ax.plot(DENSITIES, [row[f"jaccard_{d:g}"] for d in DENSITIES], "o-", label=row["model"])
-    ax.set_xlabel("density [/µm²]")
-    ax.set_ylabel("Jaccard")
-    ax.set_xscale("log")
-    ax.legend(fontsize=7)
+        axes[0].plot(DENSITIES, [row[f"jaccard_{d:g}"] for d in DENSITIES], "o-", label=row["model"])
+        axes[1].plot(DENSITIES, [row[f"rmse_{d:g}"] for d in DENSITIES], "o-", label=row["model"])
+    for ax, label in zip(axes, ("Jaccard", "lateral RMSE [nm]")):
+        ax.set_xlabel("density [/µm²]")
+        ax.set_ylabel(label)
+        ax.set_xscale("log")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "jaccard_vs_density.png", dpi=110)
+    fig.savefig(out / "accuracy_vs_density.png", dpi=110)
+    print(f"wrote {out / 'results.md'}")
 
 
 if __name__ == "__main__":

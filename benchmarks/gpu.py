@@ -1,11 +1,17 @@
 """GPU speed check (one short run, well under 8 minutes on an H100-class card).
 
-    python benchmarks/gpu.py [--out gpu_results.json]
+    python benchmarks/gpu.py [--out gpu_results.json] [--train-minutes 0] [--device cuda] [--quick]
 
-Measures, on CUDA: end-to-end localization frames/s (simulated movie in memory ->
-camera conversion -> network with AMP and batch size auto -> post-processing ->
-table) for 64x64 and 256x256 movies, and optimizer steps/s of the default and
-DECODE-reference training configs. Writes a JSON with the card's name.
+Measures on one device:
+- end-to-end localization frames/s from a TIFF file on disk to the written CSV
+  table (memory-mapped reading -> camera conversion -> network with AMP and batch
+  size auto -> post-processing -> atomic CSV write) for 1-frame-window movies of
+  64x64 (20,000 frames) and 256x256 (2,000 frames), after a warm-up run;
+- optimizer steps/s of the default_2d and decode_reference training configs;
+- with ``--train-minutes M``: default_2d trained from scratch for at most M minutes,
+  its validation Jaccard after every epoch (the "time to plateau" curve).
+Writes a JSON with the card's name. ``--device cpu --quick`` is a small smoke run
+(the test suite uses it so the script cannot rot between GPU sessions).
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import tifffile
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -23,47 +31,105 @@ from benchmarks_common import test_movie  # noqa: E402
 
 from napari_smlm.core.config import load_config  # noqa: E402
 from napari_smlm.core.inference import LocalizationModel  # noqa: E402
+from napari_smlm.core.io.tables import write_table  # noqa: E402
 from napari_smlm.core.localize import localize  # noqa: E402
-from napari_smlm.core.training import Trainer  # noqa: E402
+from napari_smlm.core.training import Callback, Trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "napari_smlm" / "configs"
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def inference(lm, device: str, sizes, tmp: Path) -> list[dict]:
+    rows = []
+    for size, frames in sizes:
+        movie, _, cam = test_movie(0.5, frames, seed=1, size=size)
+        path = tmp / f"movie{size}.tif"
+        tifffile.imwrite(path, movie)
+        del movie
+        localize(path, model=lm, camera=cam, device=device, frame_range=(0, min(frames, 200)))  # warm-up (cuDNN autotune)
+        _sync(device)
+        t0 = time.time()
+        res = localize(path, model=lm, camera=cam, device=device, batch_size="auto")
+        table = res.table()
+        write_table(table, tmp / f"movie{size}.csv", pixel_size_nm=res.pixel_size_nm, movie_shape=res.movie_shape)
+        wall = time.time() - t0
+        row = {"size": size, "frames": frames, "seconds": wall, "frames_per_s": frames / wall,
+               "molecules": int(len(table["x"])), "timings": {k: float(v) for k, v in res.timings.items()}}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+def training_speed(device: str, steps: int, quick: bool) -> list[dict]:
+    rows = []
+    for name in ("default_2d", "decode_reference"):
+        cfg = load_config(CONFIGS / f"{name}.yaml", [f"training.device={device}", "training.validation_size=8", "output.tensorboard=false",
+                                                     *(["training.batch_size=2"] if quick else [])])
+        trainer = Trainer(cfg, write_files=False)
+        trainer.loss_fn.set_epoch(cfg.training.epochs)
+        for _ in range(min(5, steps)):
+            trainer.train_step()
+        _sync(device)
+        t0 = time.time()
+        for _ in range(steps):
+            trainer.train_step()
+        _sync(device)
+        dt = (time.time() - t0) / steps
+        row = {"config": name, "batch_size": cfg.training.batch_size, "steps_per_s": 1 / dt,
+               "windows_per_s": cfg.training.batch_size / dt, "amp": trainer.use_amp}
+        rows.append(row)
+        print(row, flush=True)
+    return rows
+
+
+class _TimeLimit(Callback):
+    def __init__(self, seconds: float):
+        self.seconds, self.t0, self.curve = seconds, time.time(), []
+
+    def on_validation_end(self, trainer, info):
+        self.curve.append({"epoch": trainer.epoch, "step": trainer.step, "seconds": time.time() - self.t0,
+                           "jaccard": float(trainer.history[-1].get("jaccard", float("nan"))) if trainer.history else None})
+        print(self.curve[-1], flush=True)
+
+    def on_batch_end(self, trainer, info):
+        if time.time() - self.t0 > self.seconds:
+            trainer.request_stop("time limit")
+
+
+def training_curve(device: str, minutes: float, tmp: Path, quick: bool) -> dict:
+    extra = ["training.steps_per_epoch=2", "training.validation_size=4", "training.batch_size=2"] if quick else []
+    cfg = load_config(CONFIGS / "default_2d.yaml", [f"training.device={device}", "output.tensorboard=false",
+                                                     f"output.run_dir={tmp / 'curve'}", *extra])
+    limit = _TimeLimit(minutes * 60)
+    trainer = Trainer(cfg, callbacks=[limit])
+    trainer.fit()
+    trainer.close()
+    return {"config": "default_2d", "minutes": minutes, "curve": limit.curve}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="gpu_results.json")
     ap.add_argument("--model", default="default")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--train-minutes", type=float, default=0.0, help="also train default_2d for this long (0: skip)")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a check that the script runs, not a measurement")
     args = ap.parse_args()
-    if not torch.cuda.is_available():
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("benchmarks/gpu.py: no CUDA device")
-    result = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "inference": [], "training": []}
+    card = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
+    result = {"card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "quick": args.quick}
     lm = LocalizationModel.load(args.model)
-    for size, frames in ((64, 20000), (256, 2000)):
-        movie, _, cam = test_movie(0.5, frames, seed=1, size=size)
-        localize(movie[:200], model=lm, camera=cam, device="cuda")  # warm-up (cuDNN autotune)
-        t0 = time.time()
-        res = localize(movie, model=lm, camera=cam, device="cuda", batch_size="auto")
-        wall = time.time() - t0
-        row = {"size": size, "frames": frames, "seconds": wall, "frames_per_s": frames / wall,
-               "molecules": int(len(res.table()["x"])), "timings": {k: float(v) for k, v in res.timings.items()}}
-        result["inference"].append(row)
-        print(row, flush=True)
-    for name in ("default_2d", "decode_reference"):
-        cfg = load_config(CONFIGS / f"{name}.yaml", ["training.device=cuda", "training.validation_size=64", "output.tensorboard=false"])
-        trainer = Trainer(cfg, write_files=False)
-        trainer.loss_fn.set_epoch(cfg.training.epochs)
-        for _ in range(5):
-            trainer.train_step()
-        torch.cuda.synchronize()
-        t0 = time.time()
-        n = 50
-        for _ in range(n):
-            trainer.train_step()
-        torch.cuda.synchronize()
-        dt = (time.time() - t0) / n
-        row = {"config": name, "steps_per_s": 1 / dt, "windows_per_s": cfg.training.batch_size / dt}
-        result["training"].append(row)
-        print(row, flush=True)
+    sizes = ((64, 40), (256, 6)) if args.quick else ((64, 20000), (256, 2000))
+    with tempfile.TemporaryDirectory(prefix="napari-smlm-gpu-") as tmp:
+        result["inference"] = inference(lm, args.device, sizes, Path(tmp))
+        result["training"] = training_speed(args.device, 2 if args.quick else 50, args.quick)
+        if args.train_minutes > 0:
+            result["training_curve"] = training_curve(args.device, args.train_minutes, Path(tmp), args.quick)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.out}")
 

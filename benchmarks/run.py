@@ -1,6 +1,6 @@
 """napari-smlm against Picasso and the Cramér-Rao bound: accuracy, speed, memory.
 
-    python benchmarks/run.py [--model default] [--quick] [--out docs/benchmarks]
+    python benchmarks/run.py [--models default,runs/bench_emccd/best.pt] [--quick] [--out docs/benchmarks]
 
 Needs Picasso for the peer columns (``pip install picassosr``, an optional
 benchmark dependency, never a runtime one); without it, only our rows are made.
@@ -12,7 +12,11 @@ background 100) at 0.1 /um^2. Picasso runs with least squares (LQ) and MLE; its
 box and minimum net gradient are chosen per movie by the best Jaccard over a
 grid (the chosen values are reported). Picasso puts pixel centres at integer
 coordinates: x_nm = (x_px + 0.5) * pixel size. Everything is scored by our own
-evaluate (250 nm tolerance). Speed: whole-process wall time and peak RSS for
+evaluate (250 nm tolerance). ``--models`` takes several models (the bundled one and
+one trained for these simulation settings, see docs/benchmarks/README.md). Jaccard
+and RMSE against photons come from the 0.1 /um^2 sets, binned by photons in the
+frame (true positives and misses by their true photons, false positives by their
+estimated photons). Speed: whole-process wall time and peak RSS for
 1,000-frame 64x64 and 256x256 movies, median of ``--repeats`` runs, reported as
 the ratio ours / Picasso; our time split from the localize command's report.
 Writes results.md, results.json and PNG plots to ``--out``.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,27 +105,57 @@ def crlb_ratio(pred, gt, m, background: float) -> tuple[float, float]:
     return rmse, rmse / float(np.sqrt(np.mean(2 * bound**2)))
 
 
-def accuracy(args, lm) -> list[dict]:
+PHOTON_BINS = [100, 300, 600, 1000, 2000, 3500, 5000]
+
+
+def by_photons(pred, gt, m) -> dict:
+    """Jaccard and lateral RMSE per photon bin (see the module docstring)."""
+    gph = np.asarray(gt["photons"], float)
+    pph = np.asarray(pred.get("photons", np.full(len(pred["x"]), np.nan)), float)
+    fp = np.ones(len(pph), bool)
+    fp[m.pred_index] = False
+    tp_bin = np.digitize(gph[m.gt_index], PHOTON_BINS)
+    fn = np.ones(len(gph), bool)
+    fn[m.gt_index] = False
+    out = {"jaccard": [], "rmse_lat": [], "n": []}
+    dx = np.asarray(pred["x"], float)[m.pred_index] - np.asarray(gt["x"], float)[m.gt_index]
+    dy = np.asarray(pred["y"], float)[m.pred_index] - np.asarray(gt["y"], float)[m.gt_index]
+    for b in range(1, len(PHOTON_BINS)):
+        tp = tp_bin == b
+        n_fn = int(np.sum(np.digitize(gph[fn], PHOTON_BINS) == b))
+        n_fp = int(np.sum(np.digitize(pph[fp], PHOTON_BINS) == b))
+        n_tp = int(tp.sum())
+        # a bin without true molecules has no Jaccard (its false positives alone say little)
+        out["jaccard"].append(n_tp / (n_tp + n_fn + n_fp) if n_tp + n_fn else float("nan"))
+        out["rmse_lat"].append(float(np.sqrt(np.mean(dx[tp] ** 2 + dy[tp] ** 2))) if n_tp else float("nan"))
+        out["n"].append(n_tp + n_fn)
+    return out
+
+
+def accuracy(args, models) -> list[dict]:
     rows = []
-    grid_ng = [1000, 2000, 3000, 5000, 8000, 12000, 20000] if not args.quick else [3000, 8000]
+    # The first run's best was always the grid's lowest value (1,000): the grid now reaches 250.
+    grid_ng = [250, 500, 750, 1000, 1500, 2500, 5000] if not args.quick else [500, 3000]
     boxes = [5, 7] if not args.quick else [7]
     for i, (name, density, frames, photons, bg) in enumerate(SETS):
         frames = frames if not args.quick else max(50, frames // 10)
         movie, gt, cam = test_movie(density, frames, seed=300 + i, photons=photons, background=bg)
-        t0 = time.time()
-        res = localize(movie, model=lm, camera=cam, pixel_size_nm=PX)
-        ours_s = time.time() - t0
-        pred = res.table()
-        m, match = evaluate(pred, gt, 250.0)
-        rmse_full, ratio = crlb_ratio(pred, gt, match, bg)
-        rows.append({"set": name, "method": "napari-smlm", "params": f"threshold {res.threshold:g}", "seconds": ours_s,
-                     **{k: m[k] for k in ("precision", "recall", "jaccard", "rmse_lat", "efficiency_lat")},
-                     "rmse_full": rmse_full, "rmse_over_crlb": ratio, "n_gt": len(gt["x"])})
-        print(f"{name}: ours J={m['jaccard']:.3f} RMSE={m['rmse_lat']:.1f} ratio={ratio:.2f}", flush=True)
+        for label, lm in models.items():
+            t0 = time.time()
+            res = localize(movie, model=lm, camera=cam, pixel_size_nm=PX)
+            ours_s = time.time() - t0
+            pred = res.table()
+            m, match = evaluate(pred, gt, 250.0)
+            rmse_full, ratio = crlb_ratio(pred, gt, match, bg)
+            rows.append({"set": name, "method": label, "params": f"threshold {res.threshold:g}", "seconds": ours_s,
+                         **{k: m[k] for k in ("precision", "recall", "jaccard", "rmse_lat", "efficiency_lat")},
+                         "rmse_full": rmse_full, "rmse_over_crlb": ratio, "n_gt": len(gt["x"]), "background": bg,
+                         "by_photons": by_photons(pred, gt, match)})
+            print(f"{name}: {label} J={m['jaccard']:.3f} RMSE={m['rmse_lat']:.1f} ratio={ratio:.2f}", flush=True)
         if not args.picasso:
             continue
         tmp = tempfile.mkdtemp(prefix="napari-smlm-bench-")
-        pmovie = picasso_movie(movie, tmp)
+        pmovie = picasso_movie(movie, tmp)  # memory-mapped: the folder lives until this set is done
         for method in ("gausslq", "gaussmle"):
             best = None
             for box in boxes:
@@ -142,8 +177,11 @@ def accuracy(args, lm) -> list[dict]:
             rows.append({"set": name, "method": f"Picasso {'LQ' if method == 'gausslq' else 'MLE'}",
                          "params": f"box {box}, min. net gradient {ng}", "seconds": secs,
                          **{k: pm[k] for k in ("precision", "recall", "jaccard", "rmse_lat", "efficiency_lat")},
-                         "rmse_full": rmse_full, "rmse_over_crlb": ratio, "n_gt": len(gt["x"])})
+                         "rmse_full": rmse_full, "rmse_over_crlb": ratio, "n_gt": len(gt["x"]), "background": bg,
+                         "by_photons": by_photons(p, gt, pmatch)})
             print(f"{name}: Picasso {method} (box {box}, ng {ng}) J={pm['jaccard']:.3f} RMSE={pm['rmse_lat']:.1f} ratio={ratio:.2f}", flush=True)
+        del pmovie
+        shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
@@ -175,9 +213,9 @@ def speed(args) -> list[dict]:
             tifffile.imwrite(path, movie)
             for method in ("napari-smlm", "Picasso LQ") if args.picasso else ("napari-smlm",):
                 walls, peaks, splits = [], [], []
-                for _ in range(args.repeats):
+                for _ in range(args.repeats if size == 64 else args.repeats_large):
                     if method == "napari-smlm":
-                        cmd = [sys.executable, "-c", OURS_SCRIPT, "localize", str(path), "--model", args.model, "--out",
+                        cmd = [sys.executable, "-c", OURS_SCRIPT, "localize", str(path), "--model", args.speed_model, "--out",
                                str(Path(tmp) / "o.csv"), "--baseline", "100", "--e-per-adu", "45", "--em-gain", "100", "--qe", "0.9"]
                     else:
                         cmd = [sys.executable, "-c", PICASSO_SCRIPT.format(camera=PICASSO_CAMERA), str(path), str(Path(tmp) / "p.h5")]
@@ -187,34 +225,47 @@ def speed(args) -> list[dict]:
                     peaks.append(int(proc.stdout.split("PEAK_RSS_KIB")[1].split()[0]) / 1024)
                     splits.append(proc.stdout)
                 row = {"size": size, "method": method, "wall_s": float(np.median(walls)), "peak_rss_mb": float(np.median(peaks)),
-                       "frames": len(movie)}
+                       "frames": len(movie), "runs": len(walls)}
                 if method == "napari-smlm":
                     last = [ln for ln in splits[-1].splitlines() if ln.startswith("localized")]
                     row["split"] = last[0].split("frames/s (")[1].rsplit(")", 1)[0] if last else ""
+                else:
+                    last = [ln for ln in splits[-1].splitlines() if ln.startswith("TIMES")]
+                    if last:
+                        read, fit, write = (float(v) for v in last[0].split()[1:4])
+                        row["split"] = f"read {read:.1f} s, identify + fit {fit:.1f} s, write {write:.1f} s"
                 rows.append(row)
                 print(f"speed {size}x{size} {method}: {row['wall_s']:.1f} s, {row['peak_rss_mb']:.0f} MB", flush=True)
     return rows
 
 
-def write(out: Path, acc: list[dict], spd: list[dict], args, lm) -> None:
+def write(out: Path, acc: list[dict], spd: list[dict], args, models: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-             "torch": torch.__version__, "model": lm.source, "model_info": lm.info, "quick": args.quick}
+             "torch": torch.__version__, "quick": args.quick,
+             "models": {label: {"source": lm.source, **lm.info} for label, lm in models.items()}}
+    if args.picasso:
+        from importlib.metadata import version
+
+        stamp["picasso"] = version("picassosr")
     (out / "results.json").write_text(json.dumps({**stamp, "accuracy": acc, "speed": spd}, indent=2, default=float))
-    lines = [f"# Benchmarks ({stamp['date']}, {stamp['machine']}, torch {stamp['torch']}, CPU)", "",
-             f"Command: `python benchmarks/run.py{' --quick' if args.quick else ''}`. Model: the bundled model "
-             f"(epoch {lm.info.get('epoch')}, step {lm.info.get('step')}).", "",
+    model_lines = [f"- {label}: `{Path(lm.source).name}` (epoch {lm.info.get('epoch')}, step {lm.info.get('step')})"
+                   for label, lm in models.items()]
+    lines = [f"# Benchmarks ({stamp['date']}, {stamp['machine']}, torch {stamp['torch']}, CPU"
+             + (f", Picasso {stamp['picasso']}" if args.picasso else "") + ")", "",
+             f"Command: `python benchmarks/run.py --models {args.models}{' --quick' if args.quick else ''}`. Models:", "",
+             *model_lines, "",
              "## Accuracy (250 nm tolerance, whole field, partial-frame blinks count)", "",
              "| set /µm² | method | chosen parameters | precision | recall | Jaccard | RMSE lat nm | RMSE ≥1000 ph | RMSE / CRLB | efficiency lat % |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in acc:
         lines.append(f"| {r['set']} | {r['method']} | {r['params']} | {r['precision']:.3f} | {r['recall']:.3f} | {r['jaccard']:.3f} | "
                      f"{r['rmse_lat']:.1f} | {r['rmse_full']:.1f} | {r['rmse_over_crlb']:.2f} | {r['efficiency_lat']:.1f} |")
-    lines += ["", "## Speed and memory (whole process, median of runs)", "",
-              "| movie | method | wall s | frames/s | peak RSS MB | our time split |", "|---|---|---|---|---|---|"]
+    lines += ["", "## Speed and memory (whole process: start-up, reading, localizing, writing; median of runs; peak RSS = VmHWM)", "",
+              "| movie | method | runs | wall s | frames/s | peak RSS MB | time split (last run) |", "|---|---|---|---|---|---|---|"]
     for r in spd:
-        lines.append(f"| {r['frames']} x {r['size']}x{r['size']} | {r['method']} | {r['wall_s']:.1f} | {r['frames'] / r['wall_s']:.0f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r.get('split', '')} |")
+        lines.append(f"| {r['frames']} x {r['size']}x{r['size']} | {r['method']} | {r['runs']} | {r['wall_s']:.1f} | "
+                     f"{r['frames'] / r['wall_s']:.0f} | {r['peak_rss_mb']:.0f} | {r.get('split', '')} |")
     for size in (64, 256):
         o = [r for r in spd if r["size"] == size and r["method"] == "napari-smlm"]
         p = [r for r in spd if r["size"] == size and r["method"] == "Picasso LQ"]
@@ -222,14 +273,21 @@ def write(out: Path, acc: list[dict], spd: list[dict], args, lm) -> None:
             lines.append(f"\nRatio ours / Picasso at {size}x{size}: wall time {o[0]['wall_s'] / p[0]['wall_s']:.2f}, "
                          f"peak RSS {o[0]['peak_rss_mb'] / p[0]['peak_rss_mb']:.2f}.")
     (out / "results.md").write_text("\n".join(lines) + "\n")
+    plots(out, acc)
+    print(f"wrote {out / 'results.md'}")
+
+
+def plots(out: Path, acc: list[dict]) -> None:
+    """Jaccard and RMSE against density, and against photons (0.1 /um^2 sets)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    methods = list(dict.fromkeys(r["method"] for r in acc))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     dens = [s for s in SETS if "low" not in s[0]]
-    for method in sorted({r["method"] for r in acc}):
+    for method in methods:
         rs = [next((r for r in acc if r["set"] == s[0] and r["method"] == method), None) for s in dens]
         xs = [s[1] for s, r in zip(dens, rs) if r]
         axes[0].plot(xs, [r["jaccard"] for r in rs if r], "o-", label=method)
@@ -241,24 +299,52 @@ def write(out: Path, acc: list[dict], spd: list[dict], args, lm) -> None:
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "accuracy_vs_density.png", dpi=110)
-    print(f"wrote {out / 'results.md'}")
+    plt.close(fig)
+
+    centres = np.sqrt(np.array(PHOTON_BINS[:-1], float) * np.array(PHOTON_BINS[1:], float))
+    fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
+    for col, (set_name, bg) in enumerate((("0.1", 50.0), ("0.1 low SNR", 100.0))):
+        for method in methods:
+            r = next((r for r in acc if r["set"] == set_name and r["method"] == method), None)
+            if r is None:
+                continue
+            axes[0, col].plot(centres, r["by_photons"]["jaccard"], "o-", label=method)
+            axes[1, col].plot(centres, r["by_photons"]["rmse_lat"], "o-", label=method)
+        fine = np.geomspace(PHOTON_BINS[0], PHOTON_BINS[-1], 50)
+        axes[1, col].plot(fine, np.sqrt(2) * crlb_lateral_nm(fine, bg, 130.0, PX, excess_noise=2.0), "k--", label="CRLB (lateral)")
+        axes[0, col].set_title(f"0.1 /µm², background {bg:g} photons/px", fontsize=9)
+        axes[0, col].set_ylabel("Jaccard")
+        axes[1, col].set_ylabel("lateral RMSE [nm]")
+        axes[1, col].set_yscale("log")
+        for ax in axes[:, col]:
+            ax.set_xscale("log")
+        axes[1, col].set_xlabel("photons in the frame")
+    axes[1, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "accuracy_vs_photons.png", dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--models", default="default", help="comma-separated bundled names or checkpoints (default: default)")
     ap.add_argument("--quick", action="store_true", help="a tenth of the frames, a small Picasso grid (a check, not a result)")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="runs per method for the 64x64 speed movie (median)")
+    ap.add_argument("--repeats-large", type=int, default=2, help="runs per method for the 256x256 speed movie (median)")
     ap.add_argument("--skip-speed", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks"))
     args = ap.parse_args()
     args.picasso = have_picasso()
     if not args.picasso:
         print("Picasso is not installed (pip install picassosr): peer rows are skipped", flush=True)
-    lm = LocalizationModel.load(args.model)
-    acc = accuracy(args, lm)
+    models = {}
+    for i, name in enumerate(args.models.split(",")):
+        label = "napari-smlm (bundled)" if name == "default" else f"napari-smlm ({Path(name).parent.name or name})"
+        models[label] = LocalizationModel.load(name)
+    args.speed_model = args.models.split(",")[0]  # same network size for all our models: time the first
+    acc = accuracy(args, models)
     spd = [] if args.skip_speed else speed(args)
-    write(Path(args.out), acc, spd, args, lm)
+    write(Path(args.out), acc, spd, args, models)
 
 
 if __name__ == "__main__":
