@@ -253,7 +253,8 @@ def write(out: Path, acc: list[dict], spd: list[dict], args, models: dict) -> No
                    for label, lm in models.items()]
     lines = [f"# Benchmarks ({stamp['date']}, {stamp['machine']}, torch {stamp['torch']}, CPU"
              + (f", Picasso {stamp['picasso']}" if args.picasso else "") + ")", "",
-             f"Command: `python benchmarks/run.py --models {args.models}{' --quick' if args.quick else ''}`. Models:", "",
+             f"Command: `python benchmarks/run.py --models {args.models}{' --quick' if args.quick else ''}` "
+             "(accuracy and speed may come from separate runs: `--skip-speed`, then `--skip-accuracy`). Models:", "",
              *model_lines, "",
              "## Accuracy (250 nm tolerance, whole field, partial-frame blinks count)", "",
              "| set /µm² | method | chosen parameters | precision | recall | Jaccard | RMSE lat nm | RMSE ≥1000 ph | RMSE / CRLB | efficiency lat % |",
@@ -332,6 +333,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="runs per method for the 64x64 speed movie (median)")
     ap.add_argument("--repeats-large", type=int, default=2, help="runs per method for the 256x256 speed movie (median)")
     ap.add_argument("--skip-speed", action="store_true")
+    ap.add_argument("--skip-accuracy", action="store_true", help="keep the accuracy rows of --out/results.json, measure speed")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "benchmarks"))
     args = ap.parse_args()
     args.picasso = have_picasso()
@@ -342,7 +344,13 @@ def main() -> None:
         label = "napari-smlm (bundled)" if name == "default" else f"napari-smlm ({Path(name).parent.name or name})"
         models[label] = LocalizationModel.load(name)
     args.speed_model = args.models.split(",")[0]  # same network size for all our models: time the first
-    acc = accuracy(args, models)
+    previous = Path(args.out) / "results.json"
+    if args.skip_accuracy:  # e.g. accuracy while the machine was shared, speed alone later
+        if not previous.is_file():
+            sys.exit(f"--skip-accuracy: {previous} holds no earlier accuracy rows")
+        acc = json.loads(previous.read_text())["accuracy"]
+    else:
+        acc = accuracy(args, models)
     spd = [] if args.skip_speed else speed(args)
     write(Path(args.out), acc, spd, args, models)
 
