@@ -51,14 +51,9 @@ DENSITIES = (0.1, 0.5, 2.0, 4.0)
 
 def time_steps(cfg, n: int) -> float:
     """Optimizer steps/s of ``cfg`` alone on this machine (after 3 warm-up steps)."""
-    trainer = Trainer(cfg, write_files=False)
-    trainer.loss_fn.set_epoch(cfg.training.epochs)  # every scale / term active
-    for _ in range(3):
-        trainer.train_step()
-    t0 = time.time()
-    for _ in range(n):
-        trainer.train_step()
-    return n / (time.time() - t0)
+    from benchmarks_common import train_steps_per_second  # noqa: E402  (same folder)
+
+    return train_steps_per_second(Trainer(cfg, write_files=False), n, warmup=3)
 
 
 def main() -> None:

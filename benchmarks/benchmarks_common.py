@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
+import torch
 
 from napari_smlm.core.config import load_config
 from napari_smlm.core.simulation import Simulator
@@ -23,3 +26,20 @@ def test_movie(density: float, frames: int, seed: int, photons=(1000, 5000), bac
     gt = {"frame": table.frame.numpy(), "x": table.x_px.numpy() * 100.0, "y": table.y_px.numpy() * 100.0,
           "z": table.z_nm.numpy(), "photons": table.photons.numpy()}
     return movie, gt, sim.camera
+
+
+def train_steps_per_second(trainer, steps: int, warmup: int = 3) -> float:
+    """Optimizer steps/s of a built Trainer with every loss term active (the late-training
+    loss), after ``warmup`` untimed steps; CUDA work is waited for before each clock read."""
+    trainer.loss_fn.set_epoch(trainer.cfg.training.epochs)
+    for _ in range(warmup):
+        trainer.train_step()
+    cuda = trainer.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    if cuda:
+        torch.cuda.synchronize()
+    return steps / (time.perf_counter() - t0)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 
-from napari_smlm.core.config import load_config
-from napari_smlm.core.simulation import Simulator
-from napari_smlm.core.training import Trainer
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchmarks_common import train_steps_per_second  # noqa: E402
+
+from napari_smlm.core.config import load_config  # noqa: E402
+from napari_smlm.core.simulation import Simulator  # noqa: E402
+from napari_smlm.core.training import Trainer  # noqa: E402
 
 CONFIGS = Path(__file__).resolve().parents[1] / "src" / "napari_smlm" / "configs"
 
@@ -45,14 +49,7 @@ def simulator_rate(device: str, batch: int = 256, repeats: int = 10) -> dict:
 def training_rate(config: str, device: str, steps: int) -> dict:
     cfg = load_config(CONFIGS / f"{config}.yaml", [f"training.device={device}", "training.validation_size=8"])
     trainer = Trainer(cfg, write_files=False)
-    trainer.loss_fn.set_epoch(cfg.training.epochs)  # the late-training loss (gaussian_mm where scheduled)
-    trainer.train_step()
-    t = time.perf_counter()
-    for _ in range(steps):
-        trainer.train_step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    dt = (time.perf_counter() - t) / steps
+    dt = 1 / train_steps_per_second(trainer, steps, warmup=1)  # the late-training loss (gaussian_mm where scheduled)
     return {
         "steps/s": 1 / dt,
         "frames/s": cfg.training.batch_size / dt,

@@ -27,7 +27,7 @@ import tifffile
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_common import test_movie  # noqa: E402
+from benchmarks_common import test_movie, train_steps_per_second  # noqa: E402
 
 from napari_smlm.core.config import load_config  # noqa: E402
 from napari_smlm.core.inference import LocalizationModel  # noqa: E402
@@ -70,15 +70,7 @@ def training_speed(device: str, steps: int, quick: bool) -> list[dict]:
         cfg = load_config(CONFIGS / f"{name}.yaml", [f"training.device={device}", "training.validation_size=8", "output.tensorboard=false",
                                                      *(["training.batch_size=2"] if quick else [])])
         trainer = Trainer(cfg, write_files=False)
-        trainer.loss_fn.set_epoch(cfg.training.epochs)
-        for _ in range(min(5, steps)):
-            trainer.train_step()
-        _sync(device)
-        t0 = time.time()
-        for _ in range(steps):
-            trainer.train_step()
-        _sync(device)
-        dt = (time.time() - t0) / steps
+        dt = 1 / train_steps_per_second(trainer, steps, warmup=min(5, steps))
         row = {"config": name, "batch_size": cfg.training.batch_size, "steps_per_s": 1 / dt,
                "windows_per_s": cfg.training.batch_size / dt, "amp": trainer.use_amp}
         rows.append(row)
