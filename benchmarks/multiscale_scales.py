@@ -44,7 +44,7 @@ def main() -> None:
     print("| scale | threshold | found | Jaccard | precision | recall | RMSE lat nm | bias x nm | bias y nm |")
     print("|---|---|---|---|---|---|---|---|---|")
     for s, m in maps.items():
-        cand = maps_to_candidates(m, lm.model.output_channels, lm.scaling, lm.pixel_size_nm / s, min_prob=0.1, scale=s)
+        cand = maps_to_candidates(m, lm.model.output_channels, lm.scaling, lm.pixel_size_nm, min_prob=0.1, scale=s)
         for th in (0.2, 0.5):
             r, _ = evaluate(filter_table(cand, th), gt, 250.0)
             print(f"| {s} | {th:g} | {int(r['n_pred'])} | {r['jaccard']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} | "

@@ -160,7 +160,7 @@ def test_fine_grid_postprocessing_integrates_spread_probability():
     out[0, 0] = torch.logit(p.clamp(1e-6, 1 - 1e-6))
     out[0, 1] = 0.2  # photons (scaled)
     scaling = ScalingConfig(photons=10000.0)
-    table = maps_to_candidates(out, ("p", "photons", "x", "y", "z", "bg"), scaling, cell, min_prob=0.5, scale=scale)
+    table = maps_to_candidates(out, ("p", "photons", "x", "y", "z", "bg"), scaling, cell * scale, min_prob=0.5, scale=scale)
     assert len(table["x"]) == 2
     order = np.argsort(table["x"])
     for (x, y), i in zip(truth, order):

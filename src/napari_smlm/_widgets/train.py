@@ -79,11 +79,9 @@ class TrainWidget(Container):
         """PSF width, photons, background and camera from the chosen movie."""
         import torch
 
-        from ..core.camera import estimate_camera
-        from ..core.estimate import estimate_movie_parameters
-
-        from ..core.camera import Camera
+        from ..core.camera import Camera, estimate_camera
         from ..core.config import CameraConfig, from_dict
+        from ..core.estimate import estimate_movie_parameters
 
         try:
             layer = self.image.value

@@ -35,13 +35,12 @@ def tune_threshold(state: dict, thresholds=None) -> tuple[float, list[tuple[floa
     cfg = from_dict(Config, state["config"])
     model = model_from_checkpoint(state).eval()
     px = cfg.simulation.pixel_size_nm
-    scale = getattr(model, "output_scale", 1)
     preds, gts, offset = [], [], 0
     with torch.no_grad():
         for batch in simulated_validation_set(cfg, torch.device("cpu")):
             out = model(scale_input(batch["frames"], cfg.model.scaling))
-            preds.append(maps_to_candidates(out, model.output_channels, cfg.model.scaling, px / scale, frame_offset=offset,
-                                            min_prob=0.05, scale=scale))
+            preds.append(maps_to_candidates(out, model.output_channels, cfg.model.scaling, px, frame_offset=offset,
+                                            min_prob=0.05, scale=model.output_scale))
             m = batch["mask"].numpy()
             gts.append({"frame": np.nonzero(m)[0] + offset, "x": batch["x_px"].numpy()[m] * px,
                         "y": batch["y_px"].numpy()[m] * px, "z": batch["z_nm"].numpy()[m]})

@@ -54,14 +54,14 @@ def maps_to_candidates(
 ) -> dict[str, np.ndarray]:
     """Network output (B, C, H, W) of consecutive frames -> candidate table in nm.
 
-    ``pixel_size_nm`` is the size of one output cell; ``scale`` the number of cells
-    per camera pixel (1 for per-pixel models). Every candidate with integrated
+    ``pixel_size_nm`` is the camera pixel; ``scale`` the number of output cells per
+    camera pixel (a model's ``output_scale``; 1 for per-pixel models). Every candidate with integrated
     probability >= ``min_prob`` is kept with its ``prob``, so a later, higher
     threshold re-filters without re-running the net.
     """
     ch = {name: i for i, name in enumerate(channels)}
     if scale > 1:
-        return _fine_grid_candidates(output, ch, scaling, pixel_size_nm, frame_offset, min_prob, fine_grid_window(scale))
+        return _fine_grid_candidates(output, ch, scaling, pixel_size_nm / scale, frame_offset, min_prob, fine_grid_window(scale))
     p = torch.sigmoid(output[:, ch["p"]].float())
     prob = spatial_integration(p, raw_threshold, split_threshold)
     b, r, c = (prob >= min_prob).nonzero(as_tuple=True)

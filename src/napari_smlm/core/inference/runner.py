@@ -160,7 +160,7 @@ class Infer:
         feats = max([int(kw.get(key, 0)) for key in ("initial_features", "inter_features", "base_channels")] + [32])
         feats = max(feats, 4 * int(kw.get("embed_dim", 0)))  # transformer MLP width
         k = self.lm.frame_window
-        cells = getattr(self.model, "output_scale", 1) ** 2  # finer output grids (all scales ~ 4/3 of the finest)
+        cells = self.model.output_scale ** 2  # finer output grids (all scales ~ 4/3 of the finest)
         per_pixel = 4 * (k * feats * 4 + feats * 8 + k + 2 * len(self.model.output_channels) * cells)
         return int(per_pixel * h * w * (2 if self.amp is False else 1))
 
@@ -209,7 +209,7 @@ class Infer:
         block = block[frames_needed]
         index = torch.searchsorted(frames_needed, index)
         tiles = self._tiles(h, w)
-        f = getattr(self.model, "output_scale", 1)  # output cells per camera pixel
+        f = self.model.output_scale  # output cells per camera pixel
         out = None
         for rows, cols, orow, ocol in tiles:
             x = ((block[:, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
@@ -298,9 +298,8 @@ class Infer:
                     torch.cuda.synchronize()
                 tic2 = time.perf_counter()
                 timings["network"] += tic2 - tic
-                scale = getattr(self.model, "output_scale", 1)
-                table = maps_to_candidates(maps, self.model.output_channels, self.lm.scaling, self.lm.pixel_size_nm / scale,
-                                           frame_offset=t0 + b0, min_prob=min_prob, scale=scale)
+                table = maps_to_candidates(maps, self.model.output_channels, self.lm.scaling, self.lm.pixel_size_nm,
+                                           frame_offset=t0 + b0, min_prob=min_prob, scale=self.model.output_scale)
                 if nms_radius_nm:
                     table = select_rows(table, non_maximum_suppression(table, nms_radius_nm))
                 tables.append(table)

@@ -58,6 +58,11 @@ class SMLMModel(nn.Module):
         return 1
 
     @property
+    def output_scale(self) -> int:
+        """Output cells per camera pixel along each axis (1: the camera's own grid)."""
+        return 1
+
+    @property
     def receptive_radius(self) -> int:
         """Upper bound (input pixels) on the spatial reach of one output pixel."""
         raise NotImplementedError

@@ -313,9 +313,8 @@ class Trainer:
             with self._autocast():
                 out = self.model(scale_input(batch["frames"], cfg.model.scaling)).float()
             losses.append(float(self.loss_fn(out, batch)[0]))
-            scale = getattr(self.model, "output_scale", 1)
-            pred = maps_to_candidates(out, self.model.output_channels, cfg.model.scaling, px / scale, frame_offset=offset,
-                                      min_prob=cfg.training.detection_threshold, scale=scale)
+            pred = maps_to_candidates(out, self.model.output_channels, cfg.model.scaling, px, frame_offset=offset,
+                                      min_prob=cfg.training.detection_threshold, scale=self.model.output_scale)
             preds.append(pred)
             m = batch["mask"].cpu().numpy()
             b_idx = np.nonzero(m)[0]
