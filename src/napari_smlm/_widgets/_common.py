@@ -1,14 +1,26 @@
-"""Helpers shared by the dock widgets: workers, layer pickers, notifications."""
+"""Helpers shared by the dock widgets: workers, layer pickers, messages, layout."""
 
 from __future__ import annotations
 
+import math
 import queue
+import re
 import threading
-from typing import Any, Callable, Generator
+from pathlib import Path
+from typing import Any, Callable, Generator, Optional
 
 import numpy as np
 
 _DONE = object()
+
+
+class WorkFailed(Exception):
+    """A ``RuntimeError`` from background work, re-raised as a plain ``Exception``.
+
+    superqt's generator worker takes any ``RuntimeError`` for "the worker was
+    deleted" and then emits neither ``errored`` nor ``finished``: the widget would
+    stay busy for ever. Torch reports most of its failures as ``RuntimeError``.
+    """
 
 
 def iterate_callback(fn: Callable, callback_kw: str, **kwargs) -> Generator[Any, None, Any]:
@@ -22,15 +34,19 @@ def iterate_callback(fn: Callable, callback_kw: str, **kwargs) -> Generator[Any,
     events: queue.Queue = queue.Queue()
     box: dict = {}
 
+    def report(*args):
+        events.put(args[0] if len(args) == 1 else args)
+
     def target():
         try:
-            box["result"] = fn(**kwargs, **{callback_kw: lambda *a: events.put(a[0] if len(a) == 1 else a)})
+            box["result"] = fn(**kwargs, **{callback_kw: report})
         except BaseException as exc:  # re-raised in the worker, which notifies the user
             box["error"] = exc
         finally:
             events.put(_DONE)
 
-    thread = threading.Thread(target=target, daemon=True, name=f"napari-smlm {getattr(fn, '__name__', 'task')}")
+    name = f"napari-smlm {getattr(fn, '__name__', 'task')}"
+    thread = threading.Thread(target=target, daemon=True, name=name)
     thread.start()
     while True:
         item = events.get()
@@ -43,10 +59,96 @@ def iterate_callback(fn: Callable, callback_kw: str, **kwargs) -> Generator[Any,
     return box["result"]
 
 
+def _guarded(gen: Generator) -> Generator:
+    try:
+        return (yield from gen)
+    except RuntimeError as exc:
+        raise WorkFailed(str(exc)) from exc
+
+
+class Task:
+    """One background job of a widget.
+
+    A napari generator worker (so the GUI stays responsive), a progress bar in
+    napari's activity dock, and the widget's callbacks. ``errored`` is connected
+    when the worker is created, so an error is shown once (superqt re-raises errors
+    of workers created without an ``errored`` connection). ``on_finish`` always
+    runs last: success, error or cancel.
+    """
+
+    def __init__(self, work: Callable[[], Generator], *, desc: str, total: Optional[int] = None,
+                 on_yield: Optional[Callable] = None, on_return: Optional[Callable] = None,
+                 on_error: Optional[Callable] = None, on_finish: Optional[Callable] = None):
+        from napari.qt.threading import create_worker
+        from napari.utils import progress
+
+        def run():
+            return (yield from _guarded(work()))
+
+        self.pbar = progress(total=total or 0, desc=desc)
+        self._on_error = on_error or (lambda exc: notify_error(exc))
+        self.worker = create_worker(run, _start_thread=False, _connect={"errored": self._errored})
+        if on_yield is not None:
+            self.worker.yielded.connect(on_yield)
+        if on_return is not None:
+            self.worker.returned.connect(on_return)
+        self.worker.finished.connect(self._finished)
+        self._on_finish = on_finish
+
+    def start(self) -> "Task":
+        self.worker.start()
+        return self
+
+    def step(self, done: int, total: Optional[int] = None, text: Optional[str] = None) -> None:
+        """Move the activity-dock bar to ``done`` of ``total``."""
+        if self.pbar is None:
+            return
+        if total is not None and total != self.pbar.total:
+            self.pbar.total = total
+        self.pbar.update(done - self.pbar.n)
+        if text:
+            self.pbar.set_description(text)
+
+    def _errored(self, exc):
+        self._on_error(exc)
+
+    def _finished(self):
+        if self.pbar is not None:
+            self.pbar.close()
+            self.pbar = None
+        if self._on_finish is not None:
+            self._on_finish()
+
+
+# --------------------------------------------------------------------- messages
+# The core's messages name CLI options (shared with the command line); in the GUI
+# the same thing is a field.
+_OPTION_NAMES = {
+    "--model": "model", "--device": "device", "--pixel-size": "pixel size", "--threshold": "probability threshold",
+    "--batch-size": "batch size", "--max-memory-gb": "memory limit", "--frames": "frame range",
+    "--baseline": "baseline", "--e-per-adu": "e-/ADU", "--em-gain": "EM gain", "--qe": "QE",
+    "--camera": "camera", "--resume": "resume from", "--config": "preset", "--out": "output",
+}
+
+
+def user_message(exc: BaseException | str) -> str:
+    """An error in the GUI's words: CLI options become field names, PyTorch's advice
+    to unpickle untrusted files is dropped, one paragraph."""
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    keep = [line for line in text.strip().splitlines()
+            if not re.search(r"weights_only|add_safe_globals|safe_globals|pickle", line)]
+    text = " ".join(line.strip() for line in keep if line.strip()) or "the file cannot be read safely"
+    # a sentence that still carries the advice (one-line torch messages)
+    text = re.sub(r"[^.;(]*weights_only[^.;)]*[.;]?", "", text).strip()
+    for option, name in sorted(_OPTION_NAMES.items(), key=lambda kv: -len(kv[0])):
+        text = re.sub(rf"(?<![\w-]){re.escape(option)}(?![\w-])", name, text)
+    return text
+
+
 def notify_error(exc: BaseException | str) -> None:
     from napari.utils.notifications import show_error
 
-    show_error(str(exc) if not isinstance(exc, str) else exc)
+    show_error(user_message(exc))
 
 
 def notify_info(message: str) -> None:
@@ -55,6 +157,27 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
+def describe_camera(camera, report: Optional[dict] = None) -> str:
+    """One line for the user: which camera turned ADU into photons."""
+    if camera is None:
+        return "none: the movie was taken as photons"
+    if report:
+        def pm(value, err, fmt):
+            s = format(value, fmt)
+            return s + (f" ± {format(err, fmt)}" if err is not None and math.isfinite(err) else "")
+
+        r = report
+        text = (f"baseline {pm(r['baseline'], r.get('baseline_err'), '.1f')} ADU, "
+                f"{pm(r['adu_per_e'], r.get('adu_per_e_err'), '.3g')} ADU per photoelectron "
+                f"({r.get('kind', camera.kind)}, EM gain {r.get('em_gain', camera.em_gain):g}, "
+                f"QE {r.get('qe', camera.qe):g})")
+        source = r.get("source") or f"estimated from the movie ({r.get('method', 'noise')})"
+        return f"{text}; {source}"
+    return (f"baseline {camera.baseline:g} ADU, {camera.e_per_adu:g} e-/ADU, EM gain {camera.em_gain:g}, "
+            f"QE {camera.qe:g} ({camera.kind})")
+
+
+# --------------------------------------------------------------------- layers
 def layers_of(viewer, kind: str) -> list:
     """Layers of a type ('Image', 'Points') for a ComboBox's choices."""
     return [layer for layer in viewer.layers if type(layer).__name__ == kind]
@@ -67,23 +190,39 @@ def layer_choices(viewer, kind: str):
     return choices
 
 
-def connect_layer_updates(viewer, container) -> None:
-    """Refresh the container's choices when layers come, go or are renamed."""
+def default_layer(viewer, kind: str, exclude=()):
+    """The active layer if it is of ``kind``, else the only layer of ``kind``, else
+    the newest one (not in ``exclude``)."""
+    options = [lay for lay in layers_of(viewer, kind) if lay not in exclude]
+    active = viewer.layers.selection.active
+    if active is not None and active in options:
+        return active
+    return options[-1] if options else None
+
+
+def connect_layer_updates(viewer, container, on_change: Optional[Callable] = None) -> None:
+    """Refresh the container's choices when layers come, go or are renamed;
+    then call ``on_change`` (which fills pickers that are still empty)."""
     def refresh(*_):
         try:
             container.reset_choices()
+            if on_change is not None:
+                on_change()
         except RuntimeError:  # widget already deleted
             pass
 
     viewer.layers.events.inserted.connect(refresh)
     viewer.layers.events.removed.connect(refresh)
     viewer.layers.events.reordered.connect(refresh)
+    if on_change is not None:
+        viewer.layers.selection.events.active.connect(refresh)
 
 
 def movie_from_layer(layer) -> np.ndarray:
     """A (T, Y, X) array from an image layer, or a clear error for other shapes."""
     if layer is None:
-        raise ValueError("choose an image layer (drag a TIFF stack into napari, or use File > Open Sample)")
+        raise ValueError("choose a movie: open a TIFF stack (File > Open, or drag it into napari) "
+                         "or File > Open Sample > napari-smlm")
     if getattr(layer, "rgb", False):
         raise ValueError(f"layer '{layer.name}': RGB images are not SMLM movies; expected a grey (T, Y, X) stack")
     data = layer.data
@@ -92,5 +231,116 @@ def movie_from_layer(layer) -> np.ndarray:
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
-        raise ValueError(f"layer '{layer.name}': expected a (T, Y, X) stack or a single (Y, X) frame, got shape {tuple(data.shape)}")
+        raise ValueError(f"layer '{layer.name}': expected a (T, Y, X) stack or a single (Y, X) frame, "
+                         f"got shape {tuple(data.shape)}")
     return data
+
+
+_NM_PER_UNIT = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "meter": 1e9, "angstrom": 0.1}
+
+
+def layer_pixel_size_nm(layer) -> Optional[float]:
+    """The camera pixel of an image layer in nm, where the layer knows it: our
+    metadata (the sample, a simulated movie) or a scale in length units."""
+    if layer is None:
+        return None
+    px = (getattr(layer, "metadata", None) or {}).get("pixel_size_nm")
+    if px:
+        return float(px)
+    try:
+        unit = str(layer.units[-1])
+        scale = float(layer.scale[-1])
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if unit in _NM_PER_UNIT and scale > 0:
+        return scale * _NM_PER_UNIT[unit]
+    return None
+
+
+def file_value(file_edit) -> Optional[Path]:
+    """A FileEdit's path, or None when the field is empty (its value is then '.')."""
+    text = str(file_edit.line_edit.value).strip()
+    return Path(text).expanduser() if text else None
+
+
+# --------------------------------------------------------------------- layout
+def wrap_label(label, tooltip: Optional[str] = None):
+    """A status label that wraps instead of widening the dock."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QSizePolicy
+
+    label.native.setWordWrap(True)
+    label.native.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.native.setMinimumWidth(50)
+    if tooltip:
+        label.tooltip = tooltip
+    return label
+
+
+def style_figure(figure, viewer) -> None:
+    """Colour a matplotlib figure like napari's theme (dark by default)."""
+    try:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(viewer.theme)
+        bg, fg = theme.canvas.as_hex(), theme.text.as_hex()
+    except Exception:  # noqa: BLE001 - no theme: keep matplotlib's colours
+        return
+    figure.set_facecolor(bg)
+    for ax in figure.axes:
+        ax.set_facecolor(bg)
+        ax.tick_params(colors=fg, labelsize=7)
+        ax.xaxis.label.set_color(fg)
+        ax.yaxis.label.set_color(fg)
+        ax.title.set_color(fg)
+        for spine in ax.spines.values():
+            spine.set_color(fg)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+class DockForm:
+    """Mixin for the dock widgets' magicgui ``Container``: a vertical scroll area.
+
+    napari docks ``widget.native``; magicgui's ``native`` of a scrollable container
+    is the inner form, so the scroll area would be lost. Here ``native`` is the
+    scroll area, and ``form_layout`` the inner form's layout (for plots). Combo
+    boxes shrink to a few characters (their long items elide), so the dock's
+    minimum width follows the labels, not the longest choice.
+    """
+
+    @property
+    def native(self):
+        return self.root_native_widget
+
+    @property
+    def form_layout(self):
+        return self._widget._mgui_get_native_widget().layout()
+
+    def _fit_dock(self, min_width: int = 260) -> None:
+        from qtpy.QtWidgets import QComboBox, QLineEdit
+
+        inner = self._widget._mgui_get_native_widget()
+        for combo in inner.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
+        for edit in inner.findChildren(QLineEdit):
+            edit.setMinimumWidth(40)
+        scroll = self.root_native_widget
+        scroll.setMinimumWidth(min_width)
+        scroll.setMinimumHeight(120)
+
+
+def add_plot(widget, viewer, figsize=(3.2, 2.4), min_height=180):
+    """A matplotlib canvas in napari's colours at the end of the widget's form."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, layout="constrained")
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setMinimumHeight(min_height)
+    widget.form_layout.addWidget(canvas)
+    return figure, canvas

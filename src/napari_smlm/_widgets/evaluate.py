@@ -1,14 +1,12 @@
 """Evaluate dock widget: localizations vs ground truth, numbers and colour-coded layers."""
 
-from __future__ import annotations
-
-from pathlib import Path
-
 import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
+from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import connect_layer_updates, layer_choices, notify_error
+from ._common import (DockForm, add_plot, connect_layer_updates, file_value, layer_choices, layers_of, notify_error,
+                      style_figure)
 
 FROM_FILE = "file..."
 
@@ -22,47 +20,60 @@ def _choices(viewer):
     return choices
 
 
-class EvaluateWidget(Container):
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+class EvaluateWidget(DockForm, Container):
+    """Localizations against ground truth: metrics, colour-coded layers, precision-recall curve."""
+
+    def __init__(self, viewer: Viewer):
+        super().__init__(labels=True, scrollable=True)
         self.viewer = viewer
-        self.pred = ComboBox(label="localizations", choices=_choices(viewer))
-        self.pred_file = FileEdit(label="localizations file", filter="*.csv *.h5 *.hdf5", visible=False)
-        self.gt = ComboBox(label="ground truth", choices=_choices(viewer))
-        self.gt_file = FileEdit(label="ground-truth file", filter="*.csv *.h5 *.hdf5", visible=False)
+        self.pred = ComboBox(label="localizations", choices=_choices(viewer), nullable=True)
+        self.pred_file = FileEdit(label="file", filter="*.csv *.h5 *.hdf5", visible=False)
+        self.gt = ComboBox(label="ground truth", choices=_choices(viewer), nullable=True)
+        self.gt_file = FileEdit(label="file", filter="*.csv *.h5 *.hdf5", visible=False,
+                                tooltip="our CSV, ThunderSTORM CSV, SMLM-challenge CSV or Picasso HDF5")
         self.pixel_size = FloatSpinBox(label="camera pixel [nm]", value=100.0, min=1, max=10000)
         self.tolerance = FloatSpinBox(label="tolerance [nm]", value=250.0, min=1, max=10000)
         self.tolerance_z = FloatSpinBox(label="tolerance z [nm]", value=500.0, min=1, max=10000)
         self.button = PushButton(text="Evaluate")
-        self.table = Label(value="")
+        self.table = Label(value="", label="")
         self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance, self.tolerance_z,
                      self.button, self.table])
         self.pred.changed.connect(lambda v: setattr(self.pred_file, "visible", v == FROM_FILE))
         self.gt.changed.connect(lambda v: setattr(self.gt_file, "visible", v == FROM_FILE))
         self.button.changed.connect(self.run)
-        connect_layer_updates(viewer, self)
-        self.reset_choices()
+        self.table.native.setStyleSheet("font-family: monospace")
         self.metrics = None
         self.layers: list = []
-        self._figure = None
-        self._add_plot()
+        connect_layer_updates(viewer, self, self._pick_defaults)
+        self.reset_choices()
+        self._pick_defaults()
+        self._figure, self._canvas = add_plot(self, viewer, figsize=(3.2, 2.4))
+        self._fit_dock()
 
-    def _add_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
-
-        self._figure = Figure(figsize=(3.5, 2.6), tight_layout=True)
-        self._canvas = FigureCanvasQTAgg(self._figure)
-        self._canvas.setMinimumHeight(200)
-        self.native.layout().addWidget(self._canvas)
+    def _pick_defaults(self):
+        """Localizations: our newest result layer; ground truth: another Points layer
+        (one marked as ground truth first). Never the same layer for both."""
+        points = [lay for lay in layers_of(self.viewer, "Points") if lay not in self.layers]
+        if self.pred.value in (None, FROM_FILE) and not self.pred_file.visible:
+            ours = [lay for lay in points if lay.metadata.get("napari_smlm") == "localizations"]
+            if ours:
+                self.pred.value = ours[-1]
+        if self.gt.value in (None, FROM_FILE) and not self.gt_file.visible:
+            others = [lay for lay in points if lay is not self.pred.value]
+            marked = [lay for lay in others if lay.metadata.get("napari_smlm") == "ground truth"]
+            pick = (marked or [lay for lay in others if lay.metadata.get("napari_smlm") != "localizations"] or [None])[-1]
+            if pick is not None:
+                self.gt.value = pick
 
     def _table_from(self, choice, file_edit, role):
         from ..core.io import read_table
 
         if choice == FROM_FILE:
-            path = file_edit.value
-            if path is None or not Path(str(path)).is_file():
+            path = file_value(file_edit)
+            if path is None:
                 raise ValueError(f"{role}: choose a file (.csv, .h5)")
+            if not path.is_file():
+                raise ValueError(f"{role}: file not found: {path}")
             return read_table(path, pixel_size_nm=self.pixel_size.value), None
         if choice is None:
             raise ValueError(f"{role}: choose a Points layer or a file")
@@ -74,6 +85,12 @@ class EvaluateWidget(Container):
         from ..core.evaluation import evaluate, precision_recall_curve
 
         try:
+            if self.pred.value is self.gt.value and self.pred.value not in (None, FROM_FILE):
+                raise ValueError(f"'{self.pred.value.name}' is chosen as both localizations and ground truth; "
+                                 "choose the ground truth (another layer, or a file)")
+            if (self.pred.value == FROM_FILE and self.gt.value == FROM_FILE
+                    and file_value(self.pred_file) is not None and file_value(self.pred_file) == file_value(self.gt_file)):
+                raise ValueError(f"{file_value(self.pred_file)} is chosen as both localizations and ground truth")
             pred, pred_layer = self._table_from(self.pred.value, self.pred_file, "localizations")
             gt, _ = self._table_from(self.gt.value, self.gt_file, "ground truth")
             metrics, m = evaluate(pred, gt, self.tolerance.value, self.tolerance_z.value)
@@ -97,6 +114,7 @@ class EvaluateWidget(Container):
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"AP = {curve['average_precision']:.3f}", fontsize=9)
+        style_figure(self._figure, self.viewer)
         self._canvas.draw_idle()
         return metrics
 
@@ -109,12 +127,14 @@ class EvaluateWidget(Container):
         translate = (0.0, *ref_layer.translate[-2:]) if ref_layer is not None else (0.0, 0.0, 0.0)
         fp = np.setdiff1d(np.arange(m.n_pred), m.pred_index)
         fn = np.setdiff1d(np.arange(m.n_gt), m.gt_index)
-        common = dict(scale=scale, translate=translate, out_of_slice_display=False, border_width=0.15, face_color="transparent")
+        common = dict(scale=scale, translate=translate, out_of_slice_display=False, border_width=0.15,
+                      face_color="transparent", axis_labels=("frame", "y", "x"))
         sel = lambda t, idx: {k: np.asarray(v)[idx] for k, v in t.items()}  # noqa: E731
         self.layers = []
-        for name, table, idx, color, symbol in (("true positives", pred, m.pred_index, "lime", "disc"),
+        # lime is the sample's ground truth: true positives get their own colour
+        for name, table, idx, color, symbol in (("true positives", pred, m.pred_index, "dodgerblue", "disc"),
                                                 ("false positives", pred, fp, "red", "square"),
-                                                ("false negatives (missed)", gt, fn, "cyan", "ring")):
+                                                ("false negatives (missed)", gt, fn, "orange", "ring")):
             data, features = table_to_points(sel(table, idx), px)
             self.layers.append(self.viewer.add_points(data, features=features, name=name, size=2.0, border_color=color,
                                                       symbol=symbol, **common))
@@ -122,5 +142,7 @@ class EvaluateWidget(Container):
             a, _ = table_to_points(sel(pred, m.pred_index), px)
             b, _ = table_to_points(sel(gt, m.gt_index), px)
             lines = np.stack([a, b], axis=1)
-            self.layers.append(self.viewer.add_shapes(list(lines), shape_type="line", edge_color="yellow", edge_width=0.1,
-                                                      name="matches", scale=scale, translate=translate))
+            # edge width in movie pixels: 0.3 px is a visible line at the zoom that shows molecules
+            self.layers.append(self.viewer.add_shapes(list(lines), shape_type="line", edge_color="yellow",
+                                                      edge_width=0.3, name="matches", scale=scale,
+                                                      translate=translate))

@@ -5,71 +5,164 @@ worker thread, and turns the result into a Points layer. The cached candidates
 make the threshold sliders instant (they set the layer's ``shown`` mask).
 """
 
-from __future__ import annotations
-
 import threading
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton,
+                              SpinBox)
+from napari.viewer import Viewer
 
-from .._layers import table_to_points
-from ._common import connect_layer_updates, iterate_callback, layer_choices, movie_from_layer, notify_error
+from .._layers import points_to_table, table_to_points
+from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, file_value, layer_choices,
+                      layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural, user_message, wrap_label)
 
-CAMERAS = ["estimate from movie", "manual", "EMCCD default (100 ADU, 45 e-/ADU, gain 100, QE 0.9)", "photons (no conversion)"]
-MODELS = ["default (bundled)", "checkpoint file"]
+ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
+CAMERAS = [ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS]
+CAMERA_TIP = ("How ADU become photons.\n"
+              f"{ESTIMATE}: baseline and gain from the movie's noise (press Estimate to see and correct them)\n"
+              f"{MANUAL}: the values typed below\n"
+              f"{EMCCD_PRESET}: baseline 100 ADU, 45 e-/ADU, EM gain 100, QE 0.9 (our simulator's camera)\n"
+              f"{PHOTONS}: the movie is already in photons")
+BUNDLED, CHECKPOINT = "bundled (default)", "checkpoint file"
+MODELS = [BUNDLED, CHECKPOINT]
+EXPORT_FILTER = "CSV, ThunderSTORM style (*.csv);;HDF5, Picasso (*.h5 *.hdf5)"
 
 
-class LocalizeWidget(Container):
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+_MODEL_CACHE: dict = {}
+
+
+def load_model(path):
+    """A LocalizationModel, cached per file and modification time."""
+    from ..core.inference import LocalizationModel, resolve_model_path
+
+    p = resolve_model_path(path, what="model")
+    key = (str(p.resolve()), p.stat().st_mtime)
+    if key not in _MODEL_CACHE:
+        _MODEL_CACHE.clear()
+        _MODEL_CACHE[key] = LocalizationModel.load(p)
+    return _MODEL_CACHE[key]
+
+
+class LocalizeWidget(DockForm, Container):
+    """Localize molecules in a movie layer with a trained network."""
+
+    def __init__(self, viewer: Viewer):
+        super().__init__(labels=True, scrollable=True)
         self.viewer = viewer
-        self.image = ComboBox(label="movie", choices=layer_choices(viewer, "Image"), nullable=True)
-        self.model = ComboBox(label="model", choices=MODELS, value=MODELS[0])
+        self.image = ComboBox(label="movie", choices=layer_choices(viewer, "Image"), nullable=True,
+                              tooltip="the movie (T, Y, X) in camera counts (ADU)")
+        self.model = ComboBox(label="model", choices=MODELS, value=BUNDLED,
+                              tooltip="the bundled network, or a checkpoint (.pt) from Train")
         self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", visible=False)
-        self.camera = ComboBox(label="camera", choices=CAMERAS, value=CAMERAS[0])
-        self.baseline = FloatSpinBox(label="baseline [ADU]", value=100.0, min=0, max=1e5, visible=False)
-        self.e_per_adu = FloatSpinBox(label="e-/ADU", value=45.0, min=1e-3, max=1e4, step=0.1, visible=False)
-        self.em_gain = FloatSpinBox(label="EM gain", value=100.0, min=1, max=1e4, visible=False)
-        self.qe = FloatSpinBox(label="QE", value=0.9, min=0.01, max=1, step=0.01, visible=False)
-        self.pixel_size = FloatSpinBox(label="pixel size [nm]", value=100.0, min=1, max=10000)
+        self.camera = ComboBox(choices=CAMERAS, value=ESTIMATE, tooltip=CAMERA_TIP)
+        self.estimate_button = PushButton(text="Estimate", tooltip="estimate the camera from the movie now and "
+                                                                   "fill the manual fields, to check or correct")
+        camera_row = Container(layout="horizontal", labels=False, widgets=[self.camera, self.estimate_button],
+                               label="camera", tooltip=CAMERA_TIP)
+        camera_row.margins = (0, 0, 0, 0)
+        self.baseline = FloatSpinBox(label="baseline [ADU]", value=100.0, min=0, max=1e5, visible=False,
+                                     tooltip="the camera's dark level")
+        self.e_per_adu = FloatSpinBox(label="e-/ADU", value=45.0, min=1e-3, max=1e4, step=0.1, visible=False,
+                                      tooltip="electrons per ADU after EM gain (the camera's conversion factor)")
+        self.em_gain = FloatSpinBox(label="EM gain", value=100.0, min=1, max=1e4, visible=False,
+                                    tooltip="1 for sCMOS / CCD cameras")
+        self.qe = FloatSpinBox(label="QE", value=0.9, min=0.01, max=1, step=0.01, visible=False,
+                               tooltip="quantum efficiency")
+        self.camera_info = wrap_label(Label(value="", label="", visible=False))
+        self.pixel_size = FloatSpinBox(label="pixel [nm]", value=100.0, min=1, max=10000,
+                                       tooltip="camera pixel size in the sample, in nm (taken from the layer "
+                                               "when it knows it)")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.first_frame = SpinBox(label="first frame", value=1, min=1, max=10**9)
-        self.last_frame = SpinBox(label="last frame (0: all)", value=0, min=0, max=10**9)
+        self.last_frame = SpinBox(label="last frame", value=0, min=0, max=10**9, tooltip="0: to the end")
         self.run_button = PushButton(text="Localize")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
+        buttons = Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button])
+        buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
-        self.threshold = FloatSlider(label="probability ≥", value=0.5, min=0.05, max=1.0, step=0.01)
+        self.threshold = FloatSlider(label="probability ≥", value=0.5, min=0.05, max=1.0, step=0.01,
+                                     tooltip="detection threshold (starts at the model's own); re-filters at once")
         self.min_photons = FloatSpinBox(label="photons ≥", value=0.0, min=0, max=1e7, step=100)
-        self.max_uncertainty = FloatSpinBox(label="uncertainty ≤ [nm] (0: off)", value=0.0, min=0, max=1e4, step=5)
+        self.max_uncertainty = FloatSpinBox(label="σ ≤ [nm]", value=0.0, min=0, max=1e4, step=5,
+                                            tooltip="largest predicted lateral uncertainty; 0: off")
         self.color_by = ComboBox(label="colour by", choices=["prob", "photons"], value="prob")
-        self.scale_maps_button = PushButton(text="Per-scale maps (current frame)", tooltip="multi-scale models: show each scale's probability map")
-        self.summary = Label(value="")
+        self.scale_maps_button = PushButton(text="Per-scale maps",
+                                            tooltip="multi-scale models: each scale's probability map, current frame")
+        self.export_button = PushButton(text="Export…", tooltip="write the points shown as CSV (ThunderSTORM "
+                                                                "style) or HDF5 (Picasso)")
+        tools = Container(layout="horizontal", labels=False, widgets=[self.export_button, self.scale_maps_button])
+        tools.margins = (0, 0, 0, 0)
+        self.summary = wrap_label(Label(value="", label=""))
         self.extend([
-            self.image, self.model, self.checkpoint, self.camera, self.baseline, self.e_per_adu, self.em_gain, self.qe,
-            self.pixel_size, self.device, self.first_frame, self.last_frame, self.run_button, self.cancel_button,
-            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, self.scale_maps_button,
+            self.image, self.model, self.checkpoint, camera_row, self.baseline, self.e_per_adu, self.em_gain, self.qe,
+            self.camera_info, self.pixel_size, self.device, self.first_frame, self.last_frame, buttons,
+            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, tools,
             self.summary,
         ])
-        self.worker = None
+        self.task: Optional[Task] = None
         self.result = None
         self.layer = None
+        self.camera_report: Optional[dict] = None
+        self._run_info = ""
         self._cancel = threading.Event()
-        self.model.changed.connect(lambda v: setattr(self.checkpoint, "visible", v == MODELS[1]))
+        self._threshold_by_user = False
+        self._setting = False
+        self.model.changed.connect(self._model_changed)
+        self.checkpoint.changed.connect(lambda *_: self._model_changed())
         self.camera.changed.connect(self._camera_changed)
+        self.estimate_button.changed.connect(self.estimate_camera)
+        self.image.changed.connect(self._image_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        for w in (self.threshold, self.min_photons, self.max_uncertainty):
+        self.threshold.changed.connect(self._threshold_changed)
+        for w in (self.min_photons, self.max_uncertainty):
             w.changed.connect(self.refilter)
         self.color_by.changed.connect(self._recolor)
         self.scale_maps_button.changed.connect(self.show_scale_maps)
-        self._pbar = None
-        connect_layer_updates(viewer, self)
+        self.export_button.changed.connect(lambda *_: self.export())
+        connect_layer_updates(viewer, self, self._pick_default)
         self.reset_choices()
+        self._pick_default()
+        self._model_changed()
+        self._fit_dock()
+
+    @property
+    def worker(self):
+        return self.task.worker if self.task is not None else None
 
     # ------------------------------------------------------------------ parameters
+    def _pick_default(self):
+        if self.image.value is None:
+            layer = default_layer(self.viewer, "Image")
+            if layer is not None:
+                self.image.value = layer
+
+    def _image_changed(self, layer):
+        px = layer_pixel_size_nm(layer)
+        if px:
+            self.pixel_size.value = px
+
+    def _model_changed(self, *_):
+        self.checkpoint.visible = self.model.value == CHECKPOINT
+        if self._threshold_by_user:
+            return
+        try:
+            lm = load_model(self._model())
+        except Exception:  # noqa: BLE001 - an unfinished choice; run() reports it
+            return
+        self._setting = True
+        self.threshold.value = float(lm.detection_threshold)
+        self._setting = False
+
+    def _threshold_changed(self, *_):
+        if not self._setting:
+            self._threshold_by_user = True
+        self.refilter()
+
     def _camera_changed(self, value):
-        manual = value == CAMERAS[1]
+        manual = value == MANUAL
         for w in (self.baseline, self.e_per_adu, self.em_gain, self.qe):
             w.visible = manual
 
@@ -77,86 +170,111 @@ class LocalizeWidget(Container):
         from ..core.camera import Camera
 
         choice = self.camera.value
-        if choice == CAMERAS[0]:
+        if choice == ESTIMATE:
             return "estimate"
-        if choice == CAMERAS[3]:
+        if choice == PHOTONS:
             return None
-        if choice == CAMERAS[2]:
+        if choice == EMCCD_PRESET:
             return Camera()
         gain = float(self.em_gain.value)
         return Camera(baseline=self.baseline.value, e_per_adu=self.e_per_adu.value, em_gain=gain, qe=self.qe.value,
                       read_noise_e=0.0, kind="emccd" if gain > 1 else "scmos")
 
     def _model(self):
-        if self.model.value == MODELS[0]:
+        if self.model.value == BUNDLED:
             return "default"
-        path = self.checkpoint.value
-        if path is None or not str(path) or str(path) == ".":
-            raise ValueError("choose a checkpoint file (.pt), or the bundled default model")
+        path = file_value(self.checkpoint)
+        if path is None:
+            raise ValueError("model: choose a checkpoint file (.pt), or the bundled model")
+        if not path.is_file():
+            raise ValueError(f"model: checkpoint file not found: {path}")
         return str(path)
+
+    def estimate_camera(self, *_) -> Optional[dict]:
+        """Estimate the camera from the movie and put it into the manual fields."""
+        from ..core.camera import estimate_camera
+
+        try:
+            movie = movie_from_layer(self.image.value)
+            camera, report = estimate_camera(movie)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            notify_error(f"camera estimate: {user_message(exc)}; choose '{MANUAL}' and type the camera's values")
+            return None
+        self.camera_report = dict(report)
+        self.camera.value = MANUAL
+        self.baseline.value = float(camera.baseline)
+        self.e_per_adu.value = float(camera.e_per_adu)
+        self.em_gain.value = float(camera.em_gain)
+        self.qe.value = float(camera.qe)
+        self.camera_info.value = "estimate: " + describe_camera(camera, report)
+        self.camera_info.visible = True
+        return self.camera_report
 
     # ------------------------------------------------------------------ run
     def run(self, *_):
-        from napari.qt.threading import create_worker
-
-        from ..core.inference import LocalizationModel
         from ..core.localize import localize
 
-        if self.worker is not None:
+        if self.task is not None:
             return
         try:
             layer = self.image.value
             movie = movie_from_layer(layer)
-            lm = LocalizationModel.load(self._model())
+            lm = load_model(self._model())
             camera = self._camera()
             first = int(self.first_frame.value) - 1
             last = int(self.last_frame.value) or movie.shape[0]
             if not 0 <= first < last <= movie.shape[0]:
-                raise ValueError(f"frame range {first + 1}..{last} is outside the movie's 1..{movie.shape[0]} frames")
+                raise ValueError(f"frames {first + 1}..{last} are outside the movie's 1..{movie.shape[0]}")
         except Exception as exc:  # bad input: tell the user, keep the viewer
             notify_error(exc)
             return
+        if not self._threshold_by_user:
+            self._setting = True
+            self.threshold.value = float(lm.detection_threshold)
+            self._setting = False
         self._cancel.clear()
         self._source = layer
-        kwargs = dict(movie=movie, model=lm, camera=camera, pixel_size_nm=self.pixel_size.value, device=self.device.value,
-                      frame_range=(first, last), threshold=self.threshold.value, cancel=self._cancel.is_set,
-                      log=lambda s: None)
+        self._frames = (first, last)
+        kwargs = dict(movie=movie, model=lm, camera=camera, pixel_size_nm=self.pixel_size.value,
+                      device=self.device.value, frame_range=(first, last), threshold=self.threshold.value,
+                      cancel=self._cancel.is_set)
 
         def work():
+            from ._common import iterate_callback
+
             return (yield from iterate_callback(localize, "progress", **kwargs))
 
-        self.worker = create_worker(work)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._on_result)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
+        self.task = Task(work, desc="napari-smlm: localizing", total=last - first, on_yield=self._on_progress,
+                         on_return=self._on_result, on_error=self._on_error, on_finish=self._on_finished)
         self.run_button.enabled = False
         self.cancel_button.enabled = True
         self.progress.value = 0
-        self.summary.value = "localizing..."
-        from napari.utils import progress
-
-        self._pbar = progress(total=last - first, desc="napari-smlm: localizing")  # the viewer's activity dock
-        self.worker.start()
+        self.summary.value = "localizing…"
+        self.task.start()
 
     def cancel(self, *_):
+        """Stop inference after the current batch."""
         self._cancel.set()
+        self.summary.value = "cancelling…"
 
     def _on_progress(self, event):
         done, total = event
         self.progress.value = int(100 * done / max(total, 1))
-        if self._pbar is not None:
-            self._pbar.update(done - self._pbar.n)
+        if self.task is not None:
+            self.task.step(done, total)
 
     def _on_error(self, exc):
+        from ..core.inference import InferenceCancelled
+
+        if isinstance(exc, InferenceCancelled) or isinstance(exc.__cause__, InferenceCancelled):
+            self.summary.value = f"{exc}; nothing added"
+            notify_info(f"localization {exc}")
+            return
+        self.summary.value = f"failed: {user_message(exc)}"
         notify_error(exc)
-        self.summary.value = f"failed: {exc}"
 
     def _on_finished(self):
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.worker = None
+        self.task = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
 
@@ -164,20 +282,33 @@ class LocalizeWidget(Container):
         self.result = result
         data, features = table_to_points(result.candidates, result.pixel_size_nm)
         src = self._source
+        two_d = src is not None and src.ndim == 2
+        if two_d:  # a single frame: points everywhere the image is
+            data = data[:, 1:]
         scale = tuple(src.scale[-2:]) if src is not None else (1.0, 1.0)
         translate = tuple(src.translate[-2:]) if src is not None else (0.0, 0.0)
         name = f"{src.name} localizations" if src is not None else "localizations"
         if self.layer is not None and self.layer in self.viewer.layers:
             self.viewer.layers.remove(self.layer)
+        if two_d:
+            kw = {"scale": scale, "translate": translate}
+        else:
+            kw = {"scale": (1.0, *scale), "translate": (0.0, *translate), "axis_labels": ("frame", "y", "x")}
         self.layer = self.viewer.add_points(
             data, features=features, name=name, size=1.2, border_width=0, face_color=self.color_by.value,
-            face_colormap="viridis", scale=(1.0, *scale), translate=(0.0, *translate), out_of_slice_display=False,
-            metadata={"pixel_size_nm": result.pixel_size_nm, "napari_smlm": "localizations"},
+            face_colormap="viridis", out_of_slice_display=False,
+            metadata={"pixel_size_nm": result.pixel_size_nm, "napari_smlm": "localizations"}, **kw,
         )
+        if not two_d and self.viewer.dims.ndim == 3 and self.viewer.dims.axis_labels[0] in ("-3", "0"):
+            self.viewer.dims.axis_labels = ("frame", *self.viewer.dims.axis_labels[1:])
+        first, last = self._frames
+        n = last - first
+        frames = f"frame {first + 1}" if n == 1 else f"frames {first + 1}–{last}"
+        self._run_info = (f"{frames} ({plural(n, 'frame')}) in {result.timings.get('total', 0):.1f} s\n"
+                          f"camera: {describe_camera(result.camera, result.camera_report)}")
+        if result.camera_report:
+            self.camera_report = dict(result.camera_report)
         self.refilter()
-        t = result.timings
-        self.summary.value = (f"{int(self.layer.shown.sum())} molecules in {result.movie_shape[0]} frames "
-                              f"({t.get('total', 0):.1f} s)")
 
     # ------------------------------------------------------------------ sliders
     def shown_mask(self) -> Optional[np.ndarray]:
@@ -197,25 +328,62 @@ class LocalizeWidget(Container):
             return
         keep = self.shown_mask()
         self.layer.shown = keep
-        self.summary.value = f"{int(keep.sum())} molecules shown (of {len(keep)} candidates)"
+        self.summary.value = (f"{plural(int(keep.sum()), 'molecule')} shown (of {len(keep):,} candidates) in "
+                              + self._run_info)
 
     def _recolor(self, value):
         if self.layer is not None and self.layer in self.viewer.layers:
             self.layer.face_color = value
 
+    # ------------------------------------------------------------------ export
+    def export(self, path=None) -> Optional[str]:
+        """Write the points shown (where they now are) as our CSV or Picasso HDF5."""
+        from ..core.io import write_table
+
+        layer = self.layer
+        if layer is None or layer not in self.viewer.layers:
+            notify_error("export: localize a movie first")
+            return None
+        if path is None:
+            from qtpy.QtWidgets import QFileDialog
+
+            path, _ = QFileDialog.getSaveFileName(self.native, "Export localizations",
+                                                  f"{layer.name.replace(' ', '_')}.csv", EXPORT_FILTER)
+            if not path:
+                return None
+        path = Path(path)
+        if path.suffix.lower() not in (".csv", ".h5", ".hdf5"):
+            path = path.with_suffix(".csv")
+        try:
+            shown = np.asarray(layer.shown, bool)
+            data = np.asarray(layer.data, float)[shown]
+            features = {k: np.asarray(v)[shown] for k, v in layer.features.items()}
+            if data.shape[1] == 2:  # a single-frame movie: the frame lives in the features
+                frame = features.get("frame", np.zeros(len(data)))
+                data = np.concatenate([np.asarray(frame, float)[:, None], data], 1)
+            px = float(layer.metadata.get("pixel_size_nm", self.pixel_size.value))
+            table = points_to_table(data, features, px)
+            write_table(table, path, pixel_size_nm=px)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            notify_error(f"export {path}: {user_message(exc)}")
+            return None
+        notify_info(f"wrote {plural(int(shown.sum()), 'localization')} to {path}")
+        return str(path)
+
+    # ------------------------------------------------------------------ multi-scale
     def show_scale_maps(self, *_):
         """Probability maps of every scale of a multi-scale model for the frame shown."""
         import torch
 
-        from ..core.inference import LocalizationModel
         from ..core.training.trainer import scale_input
 
         try:
             layer = self.image.value
             movie = movie_from_layer(layer)
-            lm = LocalizationModel.load(self._model())
+            lm = load_model(self._model())
             if not hasattr(lm.model, "scales"):
-                raise ValueError(f"{lm.model.architecture} predicts one scale; per-scale maps need a multi-scale model (multiscale_var)")
+                raise ValueError(f"{lm.model.architecture} predicts one scale; per-scale maps need a multi-scale "
+                                 "model (multiscale_var)")
             t = int(self.viewer.dims.current_step[0]) if movie.shape[0] > 1 else 0
             c = lm.frame_window // 2
             idx = np.clip(np.arange(t - c, t + c + 1), 0, movie.shape[0] - 1)
@@ -229,7 +397,7 @@ class LocalizeWidget(Container):
                 frames = camera.to_photons(frames)
             with torch.no_grad():
                 maps = lm.model.eval().forward_scales(scale_input(frames, lm.scaling))["scales"]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(exc)
             return []
         layers = []
@@ -238,7 +406,8 @@ class LocalizeWidget(Container):
         for s, m in maps.items():
             p = torch.sigmoid(m[0, 0]).numpy()
             # fine cell (i, j) covers camera pixels [i/s, (i+1)/s): centre at index (i + 0.5)/s - 0.5
-            layers.append(self.viewer.add_image(p, name=f"p at {s}x (frame {t + 1})", colormap="magma", blending="additive",
-                                                scale=(sy / s, sx / s), translate=(ty + (0.5 / s - 0.5) * sy, tx + (0.5 / s - 0.5) * sx),
-                                                contrast_limits=(0, 1), visible=s == max(maps)))
+            layers.append(self.viewer.add_image(
+                p, name=f"p at {s}x (frame {t + 1})", colormap="magma", blending="additive",
+                scale=(sy / s, sx / s), translate=(ty + (0.5 / s - 0.5) * sy, tx + (0.5 / s - 0.5) * sx),
+                contrast_limits=(0, 1), visible=s == max(maps)))
         return layers

@@ -1,78 +1,122 @@
 """Train dock widget: simulate data like the movie, train with live curves, stop, resume."""
 
-from __future__ import annotations
-
+import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from napari.viewer import Viewer
 
-from ._common import connect_layer_updates, iterate_callback, layer_choices, movie_from_layer, notify_error, notify_info
+from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, file_value,
+                      iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, style_figure,
+                      user_message, wrap_label)
 
-PRESETS = {"quick (smoke, CPU minutes)": "smoke", "default 2D (bundled model's)": "default_2d", "DECODE reference (GPU)": "decode_reference"}
+PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference"}
+PRESET_TIP = ("quick (CPU minutes): the smoke config, a small model for trying things\n"
+              "default 2D: the bundled model's config\n"
+              "DECODE (GPU): DECODE's reference settings, for a GPU")
 # Architectures whose loss differs from the presets' train from their own config.
 ARCHITECTURES = {"sigma_munet": None, "double_munet": None, "simple_smlm_net": None,
                  "multiscale_var": "multiscale_var", "fusion_unet": "fusion_unet"}
 
 
-class TrainWidget(Container):
-    def __init__(self, viewer: "napari.viewer.Viewer"):  # noqa: F821
-        super().__init__(labels=True)
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class TrainWidget(DockForm, Container):
+    """Train a network on simulated data like the user's movie, with live curves."""
+
+    def __init__(self, viewer: Viewer):
+        super().__init__(labels=True, scrollable=True)
         self.viewer = viewer
-        self.preset = ComboBox(label="preset", choices=list(PRESETS), value=list(PRESETS)[0])
-        self.image = ComboBox(label="movie (for fill)", choices=layer_choices(viewer, "Image"), nullable=True)
-        self.fill_button = PushButton(text="Fill from movie")
-        self.pixel_size = FloatSpinBox(label="pixel size [nm]", value=100.0, min=1, max=10000)
+        self.preset = ComboBox(label="preset", choices=list(PRESETS), value=list(PRESETS)[0], tooltip=PRESET_TIP)
+        self.image = ComboBox(label="movie", choices=layer_choices(viewer, "Image"), nullable=True,
+                              tooltip="the movie that Fill from movie measures")
+        self.fill_button = PushButton(text="Fill from movie", tooltip="camera, background, photons and PSF width "
+                                                                      "from the movie")
+        self.pixel_size = FloatSpinBox(label="pixel [nm]", value=100.0, min=1, max=10000)
         self.sigma_min = FloatSpinBox(label="PSF σ min [nm]", value=120.0, min=10, max=2000)
         self.sigma_max = FloatSpinBox(label="PSF σ max [nm]", value=140.0, min=10, max=2000)
         self.photons_min = FloatSpinBox(label="photons min", value=1000.0, min=1, max=1e6, step=100)
         self.photons_max = FloatSpinBox(label="photons max", value=5000.0, min=1, max=1e6, step=100)
         self.bg_min = FloatSpinBox(label="background min", value=40.0, min=0, max=1e5)
         self.bg_max = FloatSpinBox(label="background max", value=60.0, min=0, max=1e5)
-        self.density_max = FloatSpinBox(label="density max [/µm²]", value=1.0, min=0.01, max=20, step=0.1)
-        self.camera_from_movie = CheckBox(label="camera from movie", value=False)
+        self.density_max = FloatSpinBox(label="density max", value=1.0, min=0.01, max=20, step=0.1,
+                                        tooltip="molecules per µm²")
+        self.camera_from_movie = CheckBox(label="camera from movie", value=False,
+                                          tooltip="simulate the camera that Fill from movie found (else the preset's)")
+        self.camera_info = wrap_label(Label(value="", label="", visible=False))
         self.architecture = ComboBox(label="architecture", choices=["(preset)", *ARCHITECTURES], value="(preset)")
         self.epochs = SpinBox(label="epochs", value=8, min=1, max=100000)
-        self.steps = SpinBox(label="steps per epoch", value=60, min=1, max=100000)
+        self.steps = SpinBox(label="steps/epoch", value=60, min=1, max=100000, tooltip="batches per epoch")
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=4096)
         self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-7, max=1.0, step=1e-4)
-        self.output = FileEdit(label="output folder", mode="d", value=str(Path("runs") / "napari"))
-        self.resume = FileEdit(label="resume from (optional)", filter="*.pt")
-        self.from_bundled = CheckBox(label="start from the bundled model", value=False,
+        self.output = FileEdit(label="output", mode="d", value=str(Path("runs") / "napari"),
+                               tooltip="folder for last.pt, best.pt and the metrics")
+        self.resume = FileEdit(label="resume from", filter="*.pt", tooltip="optional: a last.pt to continue")
+        self.from_bundled = CheckBox(label="start from bundled", value=False,
                                      tooltip="fine-tune the bundled model's weights (preset 'default 2D' architecture)")
         self.start_button = PushButton(text="Train")
-        self.stop_button = PushButton(text="Stop", enabled=False)
-        self.status = Label(value="")
+        self.stop_button = PushButton(text="Stop", enabled=False, tooltip="end after the current batch; "
+                                                                         "checkpoints stay intact")
+        buttons = Container(layout="horizontal", labels=False, widgets=[self.start_button, self.stop_button])
+        buttons.margins = (0, 0, 0, 0)
+        self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
+        self.status = wrap_label(Label(value="", label=""))
         self.extend([self.preset, self.image, self.fill_button, self.pixel_size, self.sigma_min, self.sigma_max,
-                     self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max, self.camera_from_movie,
-                     self.architecture, self.epochs, self.steps, self.batch_size, self.lr, self.output, self.resume, self.from_bundled,
-                     self.start_button, self.stop_button, self.status])
+                     self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max,
+                     self.camera_from_movie, self.camera_info, self.architecture, self.epochs, self.steps,
+                     self.batch_size, self.lr, self.output, self.resume, self.from_bundled, buttons, self.progress,
+                     self.status])
         self.fill_button.changed.connect(self.fill_from_movie)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
-        connect_layer_updates(viewer, self)
+        self.image.changed.connect(self._image_changed)
+        connect_layer_updates(viewer, self, self._pick_default)
         self.reset_choices()
-        self.worker = None
+        self._pick_default()
+        self.task: Optional[Task] = None
         self.trainer = None
         self._stop_requested = False
         self.camera = None
         self.losses: list[tuple[int, float]] = []
         self.val: list[tuple[int, float]] = []
         self.best_checkpoint = None
+        self._t0 = 0.0
+        self._steps_total = 0
+        self._first_step = 0
+        self._epochs = self._steps = 1
+        self._head = self._val_text = ""
         self._add_plot()
+        self._fit_dock()
         # Closing the widget (or napari) ends a running training after its batch.
         self.native.destroyed.connect(self._on_destroyed)
 
-    def _add_plot(self):
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+    @property
+    def worker(self):
+        return self.task.worker if self.task is not None else None
 
-        self.figure = Figure(figsize=(3.5, 3.0), tight_layout=True)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(220)
+    def _pick_default(self):
+        if self.image.value is None:
+            layer = default_layer(self.viewer, "Image")
+            if layer is not None:
+                self.image.value = layer
+
+    def _image_changed(self, layer):
+        px = layer_pixel_size_nm(layer)
+        if px:
+            self.pixel_size.value = px
+
+    def _add_plot(self):
+        self.figure, self.canvas = add_plot(self, self.viewer, figsize=(3.2, 2.8), min_height=200)
         self.ax_loss = self.figure.add_subplot(211)
         self.ax_val = self.figure.add_subplot(212)
-        self.native.layout().addWidget(self.canvas)
+        self._draw()
 
     # ------------------------------------------------------------------ fill
     def fill_from_movie(self, *_):
@@ -87,27 +131,34 @@ class TrainWidget(Container):
             layer = self.image.value
             movie = movie_from_layer(layer)
             known = layer.metadata.get("camera") if hasattr(layer, "metadata") else None
+            from_movie = True
             if known:  # e.g. the simulated sample carries its camera
-                camera, how = Camera.from_config(from_dict(CameraConfig, dict(known), "camera")), "from the layer's metadata"
+                camera = Camera.from_config(from_dict(CameraConfig, dict(known), "camera"))
+                how = "camera from the layer's metadata: " + describe_camera(camera)
             else:
                 try:
-                    camera, report = estimate_camera(movie, baseline=None)
-                    how = f"estimated: baseline {report['baseline']:.1f} ADU, {report['adu_per_e']:.3g} ADU/e-"
+                    camera, report = estimate_camera(movie)
+                    how = "camera " + describe_camera(camera, report)
                 except ValueError as exc:
-                    camera, how = Camera.from_config(self.config().simulation.camera), f"the preset's ({exc})"
+                    from_movie = False
+                    camera = Camera.from_config(self.config().simulation.camera)
+                    how = (f"camera NOT estimated ({user_message(exc)}); the preset's camera is used: "
+                           + describe_camera(camera))
             sample = np.asarray(movie[: min(len(movie), 50)], np.float32)
             photons = camera.to_photons(torch.from_numpy(sample)).numpy()
             est = estimate_movie_parameters(photons, self.pixel_size.value)
         except Exception as exc:
             notify_error(f"fill from movie: {exc}")
             return None
-        self.camera = camera
-        self.camera_from_movie.value = True
+        self.camera = camera if from_movie else None
+        self.camera_from_movie.value = from_movie
+        self.camera_info.value = how
+        self.camera_info.visible = True
         self.bg_min.value, self.bg_max.value = (max(0.0, est["background"][0] * 0.8), est["background"][1] * 1.2 + 1)
         if "photons" in est:
             self.photons_min.value, self.photons_max.value = est["photons"][0] * 0.5, est["photons"][1] * 2
             self.sigma_min.value, self.sigma_max.value = est["sigma_nm"][0] * 0.9, est["sigma_nm"][1] * 1.1
-        notify_info(f"from the movie: {est['spots']} spots; camera {how}")
+        notify_info(f"from the movie: {est['spots']} spots; {how}")
         return est
 
     # ------------------------------------------------------------------ config
@@ -145,46 +196,49 @@ class TrainWidget(Container):
 
     # ------------------------------------------------------------------ run
     def start(self, *_):
-        from napari.qt.threading import create_worker
-
+        """Build the trainer and fit in a worker; curves and progress follow its events."""
         from ..core.training import Trainer
 
-        if self.worker is not None:
+        if self.task is not None:
             return
         try:
             cfg = self.config()
-            resume = self.resume.value
-            resume = str(resume) if resume is not None and Path(str(resume)).is_file() else None
-        except Exception as exc:
+            resume = file_value(self.resume)
+            if resume is not None and not resume.is_file():
+                raise ValueError(f"resume from: checkpoint file not found: {resume}")
+            resume = str(resume) if resume is not None else None
+        except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(exc)
             return
         self._stop_requested = False
         self.losses, self.val = [], []
+        self.best_checkpoint = None
+        self._steps_total = cfg.training.epochs * cfg.training.steps_per_epoch
         widget = self
 
         def build_and_fit(progress):
             trainer = Trainer(cfg, resume=resume, progress=progress)
             widget.trainer = trainer
             if widget._stop_requested:
-                trainer.request_stop()
+                trainer.request_stop("stopped from napari")
             try:
                 trainer.fit()
             finally:
                 trainer.close()
-            return trainer.run_dir
+            return {"run_dir": str(trainer.run_dir), "epoch": trainer.epoch, "epochs": cfg.training.epochs,
+                    "stopped": bool(widget._stop_requested)}
 
         def work():
             return (yield from iterate_callback(build_and_fit, "progress"))
 
-        self.worker = create_worker(work)
-        self.worker.yielded.connect(self._on_event)
-        self.worker.returned.connect(self._on_done)
-        self.worker.errored.connect(lambda e: notify_error(f"training stopped: {e}"))
-        self.worker.finished.connect(self._on_finished)
+        self.task = Task(work, desc="napari-smlm: training", total=self._steps_total, on_yield=self._on_event,
+                         on_return=self._on_done, on_error=self._on_error, on_finish=self._on_finished)
         self.start_button.enabled = False
         self.stop_button.enabled = True
-        self.status.value = "building the model and the validation set..."
-        self.worker.start()
+        self.progress.value = 0
+        self._draw()
+        self.status.value = "building the model and the validation set…"
+        self.task.start()
 
     def stop(self, *_):
         """End the run after the current batch; checkpoints stay intact."""
@@ -192,6 +246,8 @@ class TrainWidget(Container):
         trainer = self.__dict__.get("trainer")
         if trainer is not None:
             trainer.request_stop("stopped from napari")
+        if self.task is not None:
+            self.status.value = "stopping after this batch…"
 
     def _on_destroyed(self, *_):
         # May run during interpreter shutdown, when the instance is half torn down.
@@ -200,12 +256,34 @@ class TrainWidget(Container):
         except Exception:  # noqa: BLE001 - nothing left to stop
             pass
 
+    def _progress_text(self, epoch: int, epochs: int, batch: int, steps: int, step: int) -> str:
+        done = step - self._first_step
+        left = self._steps_total - step
+        elapsed = time.perf_counter() - self._t0
+        eta = f", {_duration(elapsed / done * left)} left" if done > 0 and left > 0 else ""
+        return f"epoch {epoch + 1} of {epochs}, step {batch + 1} of {steps}{eta}"
+
     def _on_event(self, event):
         kind = event.get("event")
         if kind == "start":
-            self.status.value = f"training {event['architecture']} on {event['device']}"
+            self._epochs, self._steps = event["epochs"], event["steps_per_epoch"]
+            self._steps_total = self._epochs * self._steps
+            self._first_step = event["epoch"] * self._steps
+            self._t0 = time.perf_counter()
+            self._head = f"training {event['architecture']} on {event['device']}"
+            self.status.value = f"{self._head}\nepoch {event['epoch'] + 1} of {self._epochs}"
+            if self.task is not None:
+                self.task.step(self._first_step, self._steps_total)
         elif kind == "batch":
             self.losses.append((event["step"], event["loss"]))
+            step = event["epoch"] * self._steps + event["batch"] + 1
+            self.progress.value = int(100 * step / max(self._steps_total, 1))
+            if self.task is not None:
+                self.task.step(step, self._steps_total)
+            lines = [self._head, self._progress_text(event["epoch"], self._epochs, event["batch"], self._steps, step)]
+            if self.val:
+                lines.append(self._val_text)
+            self.status.value = "\n".join(lines)
             if event["batch"] % 5 == 0 or event["batch"] + 1 == event["steps_per_epoch"]:
                 self._draw()
         elif kind == "validation":
@@ -213,31 +291,44 @@ class TrainWidget(Container):
             self.val.append((event["epoch"] + 1, m["jaccard"]))
             if event.get("improved") and self.trainer is not None:
                 self.best_checkpoint = str(self.trainer.run_dir / "best.pt")
-            self.status.value = (f"epoch {event['epoch'] + 1}: Jaccard {m['jaccard']:.3f}, RMSE {m['rmse_lat']:.1f} nm"
-                                 + (f"\nbest: {self.best_checkpoint}" if self.best_checkpoint else ""))
+            self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f}, "
+                              f"RMSE {m['rmse_lat']:.1f} nm")
             self._draw()
         elif kind == "end":
-            self.status.value += f"\n{event['reason']}"
+            self._end_reason = event["reason"]
 
     def _draw(self):
         self.ax_loss.clear()
         if self.losses:
             s, v = zip(*self.losses)
-            self.ax_loss.plot(s, v, lw=0.8)
+            self.ax_loss.plot(s, v, lw=0.8, color="tab:orange")
         self.ax_loss.set_ylabel("loss", fontsize=8)
+        self.ax_loss.set_xlabel("step", fontsize=8)
         self.ax_val.clear()
         if self.val:
             e, j = zip(*self.val)
             self.ax_val.plot(e, j, "o-", color="tab:green")
+        self.ax_val.set_ylim(0, 1)
         self.ax_val.set_ylabel("val. Jaccard", fontsize=8)
         self.ax_val.set_xlabel("epoch", fontsize=8)
+        style_figure(self.figure, self.viewer)
         self.canvas.draw_idle()
 
-    def _on_done(self, run_dir):
-        notify_info(f"training finished; checkpoints in {run_dir}")
+    def _on_done(self, info):
+        best = f"; best: {self.best_checkpoint}" if self.best_checkpoint else ""
+        if info["stopped"]:
+            text = f"training stopped after epoch {info['epoch']} of {info['epochs']}; checkpoints in {info['run_dir']}"
+        else:
+            text = f"training finished ({info['epochs']} epochs); checkpoints in {info['run_dir']}"
+        self.status.value = "\n".join(x for x in (text + best, getattr(self, "_val_text", "")) if x)
+        notify_info(text)
+
+    def _on_error(self, exc):
+        self.status.value = f"training failed: {user_message(exc)}"
+        notify_error(f"training failed: {user_message(exc)}")
 
     def _on_finished(self):
-        self.worker = None
+        self.task = None
         self.trainer = None
         self.start_button.enabled = True
         self.stop_button.enabled = False

@@ -32,7 +32,7 @@ MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 BUNDLED_MODELS = {"default": MODELS_DIR / "default_2d.pt"}
 
 
-class InferenceCancelled(RuntimeError):
+class InferenceCancelled(Exception):
     """Raised when the cancel callback asks to stop (between batches)."""
 
 
