@@ -66,6 +66,18 @@ def _guarded(gen: Generator) -> Generator:
         raise WorkFailed(str(exc)) from exc
 
 
+def _alive(callback: Callable) -> Callable:
+    """``callback``, ignoring calls that arrive after its widget was closed (a worker
+    may report once more while it winds down)."""
+    def call(*args):
+        try:
+            return callback(*args)
+        except RuntimeError as exc:
+            if "has been deleted" not in str(exc):
+                raise
+    return call
+
+
 class Task:
     """One background job of a widget.
 
@@ -86,14 +98,14 @@ class Task:
             return (yield from _guarded(work()))
 
         self.pbar = progress(total=total or 0, desc=desc)
-        self._on_error = on_error or (lambda exc: notify_error(exc))
+        self._on_error = _alive(on_error or (lambda exc: notify_error(exc)))
         self.worker = create_worker(run, _start_thread=False, _connect={"errored": self._errored})
         if on_yield is not None:
-            self.worker.yielded.connect(on_yield)
+            self.worker.yielded.connect(_alive(on_yield))
         if on_return is not None:
-            self.worker.returned.connect(on_return)
+            self.worker.returned.connect(_alive(on_return))
         self.worker.finished.connect(self._finished)
-        self._on_finish = on_finish
+        self._on_finish = _alive(on_finish) if on_finish is not None else None
 
     def start(self) -> "Task":
         self.worker.start()
@@ -261,6 +273,18 @@ def file_value(file_edit) -> Optional[Path]:
     """A FileEdit's path, or None when the field is empty (its value is then '.')."""
     text = str(file_edit.line_edit.value).strip()
     return Path(text).expanduser() if text else None
+
+
+def existing_file(file_edit, role: str, what: str = "file") -> Optional[Path]:
+    """The FileEdit's file; None when empty; a clear error for a folder or a missing file."""
+    path = file_value(file_edit)
+    if path is None:
+        return None
+    if path.is_dir():
+        raise ValueError(f"{role}: {path} is a folder; choose a {what}")
+    if not path.is_file():
+        raise ValueError(f"{role}: {what} not found: {path}")
+    return path
 
 
 # --------------------------------------------------------------------- layout

@@ -5,7 +5,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, add_plot, connect_layer_updates, file_value, layer_choices, layers_of, notify_error,
+from ._common import (DockForm, add_plot, connect_layer_updates, existing_file, file_value, layer_choices, layers_of, notify_error,
                       style_figure)
 
 FROM_FILE = "file..."
@@ -69,11 +69,9 @@ class EvaluateWidget(DockForm, Container):
         from ..core.io import read_table
 
         if choice == FROM_FILE:
-            path = file_value(file_edit)
+            path = existing_file(file_edit, role)
             if path is None:
                 raise ValueError(f"{role}: choose a file (.csv, .h5)")
-            if not path.is_file():
-                raise ValueError(f"{role}: file not found: {path}")
             return read_table(path, pixel_size_nm=self.pixel_size.value), None
         if choice is None:
             raise ValueError(f"{role}: choose a Points layer or a file")

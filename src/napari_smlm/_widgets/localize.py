@@ -15,7 +15,7 @@ from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatS
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, file_value, layer_choices,
+from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, existing_file, layer_choices,
                       layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural, user_message, wrap_label)
 
 ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
@@ -183,11 +183,9 @@ class LocalizeWidget(DockForm, Container):
     def _model(self):
         if self.model.value == BUNDLED:
             return "default"
-        path = file_value(self.checkpoint)
+        path = existing_file(self.checkpoint, "model", "checkpoint file")
         if path is None:
             raise ValueError("model: choose a checkpoint file (.pt), or the bundled model")
-        if not path.is_file():
-            raise ValueError(f"model: checkpoint file not found: {path}")
         return str(path)
 
     def estimate_camera(self, *_) -> Optional[dict]:

@@ -119,7 +119,7 @@ class SimulateWidget(DockForm, Container):
             self.task.step(done, total)
 
     def _on_done(self, layer_data):
-        self.layers = [self.viewer._add_layer_from_data(*ld)[0] for ld in layer_data]
+        self.layers = [getattr(self.viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
         movie, gt = self.layers
         self.status.value = (f"{plural(movie.data.shape[0], 'frame')} of {movie.data.shape[2]}×{movie.data.shape[1]} "
                              f"px, {plural(len(gt.data), 'ground-truth localization')}")

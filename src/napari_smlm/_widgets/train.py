@@ -8,7 +8,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, file_value,
+from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, existing_file,
                       iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, style_figure,
                       user_message, wrap_label)
 
@@ -203,9 +203,7 @@ class TrainWidget(DockForm, Container):
             return
         try:
             cfg = self.config()
-            resume = file_value(self.resume)
-            if resume is not None and not resume.is_file():
-                raise ValueError(f"resume from: checkpoint file not found: {resume}")
+            resume = existing_file(self.resume, "resume from", "checkpoint file")
             resume = str(resume) if resume is not None else None
         except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(exc)
@@ -277,7 +275,8 @@ class TrainWidget(DockForm, Container):
         elif kind == "batch":
             self.losses.append((event["step"], event["loss"]))
             step = event["epoch"] * self._steps + event["batch"] + 1
-            self.progress.value = int(100 * step / max(self._steps_total, 1))
+            self.progress.max = max(self._steps_total, 1)
+            self.progress.value = min(step, self.progress.max)
             if self.task is not None:
                 self.task.step(step, self._steps_total)
             lines = [self._head, self._progress_text(event["epoch"], self._epochs, event["batch"], self._steps, step)]

@@ -1,0 +1,217 @@
+"""A new user's first session, the way napari runs it (issue 10).
+
+Widgets are opened from the manifest through ``viewer.window.add_plugin_dock_widget``
+(and once through the Plugins-menu action), movies are opened with our reader, and
+Localize runs with its default settings on movies from an independent simulator.
+Run under Xvfb: ``xvfb-run -a pytest tests/test_widgets_user_path.py``.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari", reason="napari is not installed (scripts/setup.sh testing installs it)")
+pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
+
+from napari_smlm._widgets import EvaluateWidget, LocalizeWidget, RenderWidget, SimulateWidget, TrainWidget  # noqa: E402
+
+from .gui_helpers import (WIDGETS, add_sample, click, messages, open_widget, plugin_menu_action,  # noqa: E402,F401
+                          shown_table, wait_idle)
+
+FOREIGN = Path(__file__).resolve().parents[2] / "shared" / "data" / "foreign"
+MOVIES = sorted(p.parent.name for p in FOREIGN.glob("*/movie.tif")) if FOREIGN.is_dir() else []
+CLASSES = dict(zip(WIDGETS, (LocalizeWidget, RenderWidget, TrainWidget, EvaluateWidget, SimulateWidget)))
+
+
+def test_every_widget_opens_from_the_manifest_and_fits_a_laptop(make_napari_viewer, qtbot):
+    from npe2 import PluginManager
+
+    viewer = make_napari_viewer(show=True)
+    pm = PluginManager.instance()
+    pm.discover()
+    names = [w.display_name for w in pm.get_manifest("napari-smlm").contributions.widgets]
+    assert names == list(WIDGETS)
+    window = viewer.window._qt_window
+    window.resize(1366, 768)
+    for name in names:
+        widget = open_widget(viewer, name)
+        assert type(widget) is CLASSES[name] and widget.viewer is not None
+        qtbot.wait(10)
+        assert window.width() <= 1366, (name, window.width())
+    # all five docks open: the window still fits a 1366x768 screen (napari's own
+    # minimum height, with an empty layer list, is about 780 px under Xvfb)
+    assert window.height() <= 800 and window.width() <= 1366, (window.width(), window.height())
+    # one long status line wraps instead of widening the dock
+    docks = viewer.window.dock_widgets
+    localize = [w for w in docks.values() if isinstance(w, LocalizeWidget)][0]
+    localize.summary.value = "a very long status line " * 80
+    qtbot.wait(50)
+    assert window.width() <= 1366, window.width()
+
+
+def test_plugins_menu_action_opens_localize(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    action = plugin_menu_action(viewer, "Localize")
+    action.trigger()
+    qtbot.wait(10)
+    widgets = [w for w in viewer.window.dock_widgets.values() if isinstance(w, LocalizeWidget)]
+    assert len(widgets) == 1
+
+
+def _emitters(folder: Path) -> dict:
+    gt = np.loadtxt(folder / "emitters.csv", delimiter=",", skiprows=1, ndmin=2)
+    return {"frame": gt[:, 0].astype(int) - 1, "x": gt[:, 1], "y": gt[:, 2], "z": gt[:, 3], "photons": gt[:, 4]}
+
+
+@pytest.mark.skipif(not MOVIES, reason=f"no foreign movies in {FOREIGN}")
+@pytest.mark.parametrize("name", MOVIES)
+def test_localize_default_settings_on_a_foreign_movie(make_napari_viewer, qtbot, messages, name):
+    """Acceptance test of issue 10: open the movie, open Localize, type the pixel size,
+    press Localize; everything else at its default."""
+    from napari_smlm.core.evaluation import evaluate
+
+    folder = FOREIGN / name
+    truth = json.loads((folder / "camera.json").read_text())
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(folder / "movie.tif", plugin="napari-smlm")
+    w = open_widget(viewer, "Localize")
+    assert w.image.value is layer  # the only movie is picked
+    w.pixel_size.value = truth["pixel_size_nm"]  # the TIFF does not carry it; the user types it
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    assert not messages["error"], messages["error"]
+    assert w.layer is not None and w.layer in viewer.layers
+    metrics, _ = evaluate(shown_table(w.layer, truth["pixel_size_nm"]), _emitters(folder), 250.0, 500.0)
+    assert metrics["jaccard"] >= 0.8, (name, metrics["jaccard"], w.summary.value)
+    assert "camera: " in w.summary.value and "120 frames" in w.summary.value
+
+
+def test_cancel_returns_localize_to_idle(make_napari_viewer, qtbot, messages):
+    from napari.utils import progress
+
+    viewer = make_napari_viewer()
+    add_sample(viewer, frames=300)
+    w = open_widget(viewer, "Localize")
+    w.camera.value = "EMCCD preset"
+    click(w.run_button)
+    assert w.worker is not None and not w.run_button.enabled and w.cancel_button.enabled
+    qtbot.waitUntil(lambda: w.progress.value > 0, timeout=60_000)
+    click(w.cancel_button)
+    wait_idle(qtbot, w, timeout=60_000)
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    assert "cancelled after" in w.summary.value and "of 300 frames" in w.summary.value
+    assert w.layer is None and not messages["error"], messages["error"]
+    assert any("cancelled after" in m for m in messages["info"])
+    assert not [p for p in progress._all_instances if "localizing" in str(p.desc)]  # activity bar closed
+    # and it runs again afterwards
+    w.last_frame.value = 5
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    assert w.layer is not None and "5 frames" in w.summary.value
+
+
+def test_simulate_runs_in_a_worker_and_cancels(make_napari_viewer, qtbot, messages):
+    viewer = make_napari_viewer()
+    s = open_widget(viewer, "Simulate")
+    s.frames.value, s.size.value = 12, 32
+    click(s.button)
+    assert s.worker is not None and not s.button.enabled  # the GUI thread is free meanwhile
+    wait_idle(qtbot, s)
+    assert [lay.name for lay in s.layers] == ["simulated movie", "ground truth"]
+    assert s.layers[0].data.shape == (12, 32, 32) and s.progress.value == 100
+    assert viewer.dims.axis_labels[0] == "frame"
+    # a long one, cancelled after its first chunk: nothing is added
+    s.frames.value, s.size.value = 4000, 128
+    click(s.button)
+    qtbot.waitUntil(lambda: s.progress.value > 0, timeout=60_000)
+    click(s.stop_button)
+    wait_idle(qtbot, s, timeout=60_000)
+    assert len(viewer.layers) == 2 and s.button.enabled and "cancelled" in s.status.value
+    assert not messages["error"], messages["error"]
+
+
+def test_errors_appear_once_in_the_guis_words(make_napari_viewer, qtbot, messages, tmp_path, monkeypatch):
+    from argparse import Namespace
+
+    import torch
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.random.default_rng(0).poisson(100, (6, 32, 32)).astype(np.uint16), name="movie")
+    w = open_widget(viewer, "Localize")
+    w.camera.value = "EMCCD preset"
+    # an empty checkpoint field is not "the current directory"
+    w.model.value = "checkpoint file"
+    click(w.run_button)
+    assert messages["error"][-1] == "model: choose a checkpoint file (.pt), or the bundled model"
+    # a checkpoint that only unpickling could read: no advice to load it unsafely
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"weights": torch.zeros(2), "args": Namespace(lr=1)}, unsafe)  # not weights_only-safe
+    w.checkpoint.value = str(unsafe)
+    click(w.run_button)
+    assert "unsafe.pt" in messages["error"][-1] and "weights_only" not in messages["error"][-1]
+    assert "--" not in messages["error"][-1] and w.worker is None
+    # an error inside the worker: shown once, named by field, widget idle again
+    w.model.value = "bundled (default)"
+    w.device.value = "cuda"
+    n = len(messages["error"])
+    if not torch.cuda.is_available():
+        click(w.run_button)
+        wait_idle(qtbot, w)
+        assert messages["error"][n:] == ["device cuda: no CUDA device is available"]
+        n += 1
+    # a RuntimeError (how torch fails) in the worker: reported once, not swallowed by superqt
+    import napari_smlm.core.localize as core_localize
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(core_localize, "localize", broken)
+    w.device.value = "cpu"
+    click(w.run_button)
+    wait_idle(qtbot, w, timeout=30_000)
+    assert messages["error"][n:] == ["CUDA error: an illegal memory access was encountered"]
+    assert w.run_button.enabled and "failed" in w.summary.value
+
+
+def test_train_errors_and_stop(make_napari_viewer, qtbot, messages, tmp_path):
+    from napari_smlm.core.training import load_checkpoint
+
+    viewer = make_napari_viewer()
+    t = open_widget(viewer, "Train")
+    t.output.value = str(tmp_path / "run")
+    t.resume.value = str(tmp_path / "missing.pt")
+    click(t.start_button)
+    assert t.worker is None and len(messages["error"]) == 1
+    assert messages["error"][0] == f"resume from: checkpoint file not found: {tmp_path / 'missing.pt'}"
+    t.resume.line_edit.value = ""  # the user clears the field
+    t.epochs.value, t.steps.value, t.batch_size.value = 500, 10, 4
+    click(t.start_button)
+    worker = t.worker
+    qtbot.waitUntil(lambda: len(t.losses) >= 3, timeout=120_000)
+    assert "epoch 1 of 500, step" in t.status.value and " left" in t.status.value
+    assert 3 <= t.progress.value < t.progress.max == 5000
+    with qtbot.waitSignal(worker.finished, timeout=120_000):
+        click(t.stop_button)
+    wait_idle(qtbot, t, timeout=5000)
+    assert len(messages["error"]) == 1, messages["error"]
+    assert messages["info"][-1].startswith("training stopped after epoch 1 of 500")
+    assert "finished" not in messages["info"][-1]
+    state = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert state["epoch"] == 1 and state["step"] < 500 * 10
+    # the plots carry labels and a fixed Jaccard axis
+    assert t.ax_loss.get_ylabel() == "loss" and t.ax_loss.get_xlabel() == "step"
+    assert t.ax_val.get_ylim() == (0.0, 1.0)
+
+
+def test_evaluate_never_compares_a_layer_with_itself(make_napari_viewer, messages):
+    viewer = make_napari_viewer()
+    pts = viewer.add_points(np.array([[0, 5.0, 5.0], [1, 8.0, 8.0]]), name="some points")
+    e = open_widget(viewer, "Evaluate")
+    assert not (e.pred.value is pts and e.gt.value is pts)
+    e.pred.value = pts
+    e.gt.value = pts
+    assert e.run() is None
+    assert "both localizations and ground truth" in messages["error"][-1]
+    assert e.table.value == ""
