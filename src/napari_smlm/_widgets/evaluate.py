@@ -59,7 +59,7 @@ class EvaluateWidget(DockForm, Container):
             if ours:
                 self.pred.value = ours[-1]
         if self.gt.value in (None, FROM_FILE) and not self.gt_file.visible:
-            others = [lay for lay in points if lay is not self.pred.value]
+            others = [lay for lay in points if lay != self.pred.value]  # == sees through napari's proxies
             marked = [lay for lay in others if lay.metadata.get("napari_smlm") == "ground truth"]
             pick = (marked or [lay for lay in others if lay.metadata.get("napari_smlm") != "localizations"] or [None])[-1]
             if pick is not None:
@@ -83,7 +83,7 @@ class EvaluateWidget(DockForm, Container):
         from ..core.evaluation import evaluate, precision_recall_curve
 
         try:
-            if self.pred.value is self.gt.value and self.pred.value not in (None, FROM_FILE):
+            if self.pred.value == self.gt.value and self.pred.value not in (None, FROM_FILE):
                 raise ValueError(f"'{self.pred.value.name}' is chosen as both localizations and ground truth; "
                                  "choose the ground truth (another layer, or a file)")
             if (self.pred.value == FROM_FILE and self.gt.value == FROM_FILE

@@ -71,6 +71,8 @@ class LocalizeWidget(DockForm, Container):
         self.qe = FloatSpinBox(label="QE", value=0.9, min=0.01, max=1, step=0.01, visible=False,
                                tooltip="quantum efficiency")
         self.camera_info = wrap_label(Label(value="", label="", visible=False))
+        for w in (self.baseline, self.e_per_adu, self.em_gain, self.qe):
+            w.native.setDecimals(4)  # estimates such as 0.1234 e-/ADU survive the round trip
         self.pixel_size = FloatSpinBox(label="pixel [nm]", value=100.0, min=1, max=10000,
                                        tooltip="camera pixel size in the sample, in nm (taken from the layer "
                                                "when it knows it)")
