@@ -11,14 +11,16 @@ from napari_smlm.core.config import load_config
 from napari_smlm.core.simulation import Simulator
 
 
-def test_movie(density: float, frames: int, seed: int, photons=(1000, 5000), background=50.0, size=64):
+def test_movie(density: float, frames: int, seed: int, photons=(1000, 5000), background=50.0, size=64, overrides=()):
     """64x64 px of 100 nm, EMCCD (baseline 100, 45 e-/ADU, gain 100, QE 0.9, read noise
-    74.4 e-), Gaussian PSF sigma 130 nm, blinking (mean on-time 1.5 frames).
+    74.4 e-), Gaussian PSF sigma 130 nm, blinking (mean on-time 1.5 frames); ``overrides``
+    (config ``key=value`` strings, e.g. another camera) come last.
     Returns (uint16 ADU movie, ground-truth table in nm, camera)."""
     cfg = load_config(None, [
         f"simulation.frame_size=[{size},{size}]", "simulation.pixel_size_nm=100", "simulation.psf.sigma_nm=[130,130]",
         f"simulation.emitters.density_per_um2=[{density},{density}]", f"simulation.emitters.photons=[{photons[0]},{photons[1]}]",
         f"simulation.emitters.background=[{background},{background}]", "simulation.emitters.mean_on_frames=1.5",
+        *overrides,
     ])
     sim = Simulator(cfg.simulation, "cpu", seed=seed)
     chunks, table, _ = sim.simulate_movie(frames)

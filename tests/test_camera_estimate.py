@@ -1,37 +1,78 @@
+"""Camera estimation from the movie alone: kind, baseline and gain from the background's noise."""
+
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+import tifffile
 
-from napari_smlm.core.camera import estimate_camera
+from napari_smlm.core.camera import describe_estimate, estimate_camera
 from napari_smlm.core.config import load_config
 from napari_smlm.core.simulation import Simulator
 
+FOREIGN = Path(__file__).resolve().parents[2] / "shared" / "data" / "foreign"
 
-def movie(*overrides, frames=200):
-    cfg = load_config(None, ["simulation.emitters.density_per_um2=[0.1,0.1]", *overrides])
-    sim = Simulator(cfg.simulation, seed=0)
+
+def movie(*overrides, frames=200, seed=0):
+    cfg = load_config(None, ["simulation.emitters.density_per_um2=[0.5,0.5]", *overrides])
+    sim = Simulator(cfg.simulation, seed=seed)
     chunks, _, _ = sim.simulate_movie(frames)
-    return np.concatenate([c.numpy() for c in chunks]), sim.camera
+    return np.concatenate([c.numpy() for c in chunks]).astype(np.uint16), sim.camera
 
 
-def test_mean_variance_fit_finds_baseline_and_gain():
-    m, cam = movie("simulation.emitters.background_gradient=0.8", "simulation.emitters.background=[60,60]")
-    est, report = estimate_camera(m, kind="emccd")
-    assert report["method"] == "mean-variance fit"
-    assert report["baseline"] == pytest.approx(cam.baseline, abs=5)
-    assert report["adu_per_e"] == pytest.approx(cam.em_gain / cam.e_per_adu, rel=0.10)
+@pytest.mark.parametrize("gain, e_per_adu, baseline, background", [
+    (100, 45, 100, 50),    # our default camera, uniform background (the mean-variance fit failed here)
+    (300, 12, 400, 30),    # high gain, high baseline
+    (30, 5, 500, 100),     # low gain
+])
+def test_emccd_on_a_uniform_background(gain, e_per_adu, baseline, background):
+    m, cam = movie("simulation.camera.kind=emccd", f"simulation.camera.em_gain={gain}",
+                   f"simulation.camera.e_per_adu={e_per_adu}", f"simulation.camera.baseline={baseline}",
+                   f"simulation.emitters.background=[{background},{background}]")
+    est, report = estimate_camera(m)
+    assert report["kind"] == "emccd"
+    assert report["adu_per_e"] == pytest.approx(gain / e_per_adu, rel=0.10)
+    # The baseline's error is the background level (ADU above it) times the gain's relative error.
+    assert report["baseline"] == pytest.approx(baseline, abs=0.1 * 0.9 * background * gain / e_per_adu + 3)
+    assert np.isfinite(report["adu_per_e_err"]) and 0 < report["adu_per_e_err"] < 0.1 * report["adu_per_e"]
+    # The background in photoelectrons (QE 1 is assumed; the simulated camera's is 0.9).
+    photons = est.to_photons(__import__("torch").tensor(float(np.median(m)))).item()
+    assert photons == pytest.approx(0.9 * background, rel=0.15)
 
 
-def test_uniform_background_needs_a_baseline():
-    m, cam = movie("simulation.emitters.background=[60,60]")
-    with pytest.raises(ValueError, match="too uniform to find the baseline"):
-        estimate_camera(m)
-    est, report = estimate_camera(m, baseline=100.0)
-    assert report["method"] == "dark level"
-    assert report["adu_per_e"] == pytest.approx(cam.em_gain / cam.e_per_adu, rel=0.10)
-
-
-def test_scmos_estimate():
+def test_scmos_is_recognised_and_its_gain_found():
     m, cam = movie("simulation.camera.kind=scmos", "simulation.camera.e_per_adu=0.5", "simulation.camera.read_noise_e=1.5",
-                   "simulation.emitters.background_gradient=0.8")
-    est, report = estimate_camera(m, kind="scmos")
+                   "simulation.camera.baseline=100", "simulation.emitters.background=[100,100]")
+    est, report = estimate_camera(m)
+    assert report["kind"] == "scmos", report["kind_reason"]
     assert report["adu_per_e"] == pytest.approx(2.0, rel=0.10)
+    assert report["baseline"] == pytest.approx(100, abs=15)
+
+
+def test_gradient_background_and_given_baseline():
+    m, cam = movie("simulation.emitters.background_gradient=0.8", "simulation.emitters.background=[60,60]")
+    _, report = estimate_camera(m)
+    assert report["adu_per_e"] == pytest.approx(cam.em_gain / cam.e_per_adu, rel=0.10)
+    _, given = estimate_camera(m, baseline=100.0, kind="emccd")
+    assert given["baseline"] == 100.0 and given["kind_reason"] == "given"
+    assert given["adu_per_e"] == pytest.approx(cam.em_gain / cam.e_per_adu, rel=0.10)
+    assert "baseline" in describe_estimate(given) and "ADU per photoelectron" in describe_estimate(given)
+
+
+def test_refuses_what_it_cannot_estimate():
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        estimate_camera(np.full((2, 32, 32), 100, np.uint16))
+    flat = np.full((40, 32, 32), 100, np.uint16)  # no noise at all
+    with pytest.raises(ValueError, match="give the camera"):
+        estimate_camera(flat)
+
+
+@pytest.mark.skipif(not FOREIGN.is_dir(), reason="../shared/data/foreign not present")
+@pytest.mark.parametrize("name", ["emccd_160nm", "scmos_108nm", "emccd_gradient"])
+def test_foreign_movies(name):
+    """Movies from an independent simulator: kind right, gain within 10 %."""
+    truth = json.loads((FOREIGN / name / "camera.json").read_text())["camera"]
+    _, report = estimate_camera(tifffile.imread(FOREIGN / name / "movie.tif"))
+    assert report["kind"] == truth["kind"], report["kind_reason"]
+    assert report["adu_per_e"] == pytest.approx(truth["adu_per_photoelectron"], rel=0.10)

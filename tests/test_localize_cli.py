@@ -77,3 +77,31 @@ def test_camera_from_yaml(movie, tmp_path):
     proc = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "m.csv", "--camera", tmp_path / "bad.yaml", check=False)
     assert proc.returncode == 1 and "bad.yaml: camera.qe: expected a positive number <= 1, got 2" in proc.stderr
     assert not (tmp_path / "m.csv").exists()
+
+
+FOREIGN = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "foreign"
+
+
+@pytest.mark.skipif(not (FOREIGN / "scmos_108nm").is_dir(), reason="../shared/data/foreign not present")
+def test_no_camera_option_on_a_movie_we_did_not_make(tmp_path):
+    """An sCMOS movie from an independent simulator, uniform background, no camera
+    option: the estimate is printed and scores as well as the true camera."""
+    import json
+
+    from napari_smlm.core.evaluation import evaluate
+
+    d = FOREIGN / "scmos_108nm"
+    cam = json.loads((d / "camera.json").read_text())["camera"]
+    gt_rows = np.loadtxt(d / "emitters.csv", delimiter=",", skiprows=1, ndmin=2)
+    gt = {"frame": gt_rows[:, 0] - 1, "x": gt_rows[:, 1], "y": gt_rows[:, 2], "z": gt_rows[:, 3]}
+    scores = {}
+    for tag, extra in (("estimated", []), ("true", ["--camera-kind", "scmos", "--baseline", cam["baseline_adu"],
+                                                    "--e-per-adu", cam["e_per_adu"], "--qe", cam["qe"]])):
+        out = run_cli("localize", d / "movie.tif", "--out", tmp_path / f"{tag}.csv", "--pixel-size", 108, *extra).stdout
+        t = read_table(tmp_path / f"{tag}.csv")
+        scores[tag] = evaluate(t, gt, 250.0, np.inf)[0]["jaccard"]
+        if tag == "estimated":
+            assert "camera estimated from the movie's background noise: scmos" in out
+            assert "ADU per photoelectron" in out and "±" in out
+    assert scores["true"] > 0.8
+    assert scores["estimated"] >= scores["true"] - 0.02, scores

@@ -135,7 +135,7 @@ def cmd_localize(args) -> int:
         raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
     batch = args.batch_size if args.batch_size == "auto" else _positive_int(args.batch_size, "--batch-size")
     camera = _camera_from_args(args)
-    estimate_kwargs = {"kind": args.camera_kind or "emccd", "baseline": args.baseline, "qe": args.qe or 1.0}
+    estimate_kwargs = {"kind": args.camera_kind, "baseline": args.baseline, "qe": args.qe or 1.0}
     if args.em_gain is not None:
         estimate_kwargs["em_gain"] = args.em_gain
     model = LocalizationModel.load(args.model)
@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     cam.add_argument("--em-gain", type=float, help="EM gain (EMCCD)")
     cam.add_argument("--qe", type=float, help="quantum efficiency (0-1)")
     cam.add_argument("--camera-kind", choices=("emccd", "scmos", "ideal"), help="camera type (default: emccd if --em-gain > 1)")
-    cam.add_argument("--estimate-camera", action="store_true", help="estimate baseline and gain from the movie (mean-variance fit)")
+    cam.add_argument("--estimate-camera", action="store_true", help="estimate kind, baseline and gain from the movie's background noise (the default when no camera is given)")
     cam.add_argument("--photons", action="store_true", help="the movie is already in photons (no camera conversion)")
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] (default: the model's)")
     p.add_argument("--threshold", type=float, help="detection probability threshold (default: the model's, 0.5)")

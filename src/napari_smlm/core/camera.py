@@ -110,93 +110,219 @@ def _gamma(n: torch.Tensor, gain: float, generator: Optional[torch.Generator]) -
     return torch.where(positive, out * gain, torch.zeros_like(out))
 
 
+# sCMOS read noise is not identifiable from a movie's background (it adds to the
+# variance like shot noise of a constant); 1.5 e- r.m.s. is typical of current sensors.
+SCMOS_READ_NOISE_E = 1.5
+
+
 def estimate_camera(
     movie,
-    kind: str = "emccd",
+    kind: Optional[str] = None,
     em_gain: Optional[float] = None,
     qe: float = 1.0,
     baseline: Optional[float] = None,
-    n_pairs: int = 100,
-    n_bins: int = 16,
-    max_pixels: int = 65536,
+    max_frames: int = 400,
+    chunk: int = 20,
+    max_side: int = 256,
 ) -> tuple["Camera", dict]:
-    """Estimate baseline and ADU per photoelectron from a movie (mean-variance fit).
+    """Estimate the camera (kind, baseline, ADU per photoelectron) from a movie.
 
-    Per pixel, over consecutive frame pairs (a, b): the median of (a + b) / 2 is its
-    background level m, and (1.4826 · MAD(b - a))² / 2 its noise variance v. Medians
-    ignore the few frames in which a molecule sits on the pixel, and differences
-    remove the static background structure. With photoelectrons n, ADU = k·n +
-    baseline and v = F² · k · (m - baseline) (+ read noise, neglected), where F² = 2
-    for an EMCCD and 1 otherwise. Pixels binned by m give a line v = slope·m + c:
-    ``k = slope / F²``, ``baseline = -c / slope``. That needs a range of background
-    levels (illumination falls off towards the edges in most widefield movies);
-    without it (or when ``baseline`` is given) the baseline is the dark level (the
-    0.1 % quantile of m, or the given value) and k comes from the median pixel.
-    Photons are photoelectrons / ``qe``.
+    It reads the noise of the background, away from molecules, which needs no
+    gradient in the illumination and no dark frames. Per pixel the background is a
+    compound Poisson process: N ~ Poisson(λ) photoelectrons, each worth k ADU
+    (sCMOS, CCD) or an exponential multiplication with mean G ADU (EMCCD: the EM
+    register's Gamma(N, G)), plus Gaussian read noise and the baseline. Its
+    cumulants are κ1 = b + λ·G, κ2 = 2λG² (+ read noise), κ3 = 6λG³ for an EMCCD and
+    κ1 = b + λk, κ2 = λk² + σ², κ3 = λk³ otherwise, so κ3/κ2 gives the gain (3G or
+    k) whatever the background level, and κ1 - κ2/(2G) (or - (κ2 - σ²)/k) the
+    baseline. The kind is told apart by the fourth cumulant (κ2κ4/κ3² is 4/3 for
+    an EMCCD, 1 otherwise) where the background is dim enough for it to be
+    measured, else by which reading of the movie is a physically possible camera.
 
-    Returns the camera and a report (``baseline``, ``adu_per_e``, ``method``, ``r2``)
-    to print for the user.
+    Molecules are masked before the moments are taken: frames are searched for spots
+    at the PSF's scale and at twice it (the dim wings of bright molecules), and the
+    neighbourhood of each is left out. Local background levels (gradients, cells)
+    are removed with a smooth map over groups of ``chunk`` consecutive frames. Up to
+    ``max_frames`` frames (in groups spread over the movie) of a central
+    ``max_side``² crop are read. ``kind``, ``baseline``, ``em_gain`` and ``qe`` may be
+    given; photons are photoelectrons / ``qe``.
+
+    Returns the camera and a report for the user: ``kind``, ``kind_reason``,
+    ``baseline`` and ``baseline_err``, ``adu_per_e`` and ``adu_per_e_err`` (1-σ,
+    jackknife over the frame groups), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
+    ``source``, ``n_pixels`` (background samples used).
     """
     import numpy as np
 
     t = len(movie)
     if t < 3:
         raise ValueError("camera estimation needs at least 3 frames")
-    starts = np.unique(np.linspace(0, t - 2, num=min(n_pairs, t - 1)).astype(int))
-    h, w = np.asarray(movie[0:1]).shape[-2:]
-    step = max(1, int(np.ceil(np.sqrt(h * w / max_pixels))))
-    means, diffs = [], []
-    for s in starts:
-        pair = np.asarray(movie[s:s + 2], dtype=np.float32)[:, ::step, ::step]
-        means.append(0.5 * (pair[0] + pair[1]))
-        diffs.append(pair[1] - pair[0])
-    mean, diff = np.stack(means), np.stack(diffs)
-    m = np.median(mean, axis=0).ravel()
-    v = (_clipped_std(diff) ** 2 / 2.0).ravel()
-    f2 = 2.0 if kind == "emccd" else 1.0
+    if kind is not None and kind not in ("emccd", "scmos"):
+        raise ValueError(f"camera estimation: kind must be 'emccd' or 'scmos', got {kind!r}")
+    sums = []
+    for frames in _frame_groups(movie, max_frames, chunk, max_side):
+        sums.extend(_background_sums(frames))
+    sums = np.asarray(sums)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
+    if sums[:, 0].sum() < 2000:
+        raise ValueError(
+            "camera estimation: too few background pixels away from molecules (the movie is too small or too "
+            "crowded); give the camera (baseline, e-/ADU, EM gain) instead"
+        )
 
-    edges = np.unique(np.quantile(m, np.linspace(0.0, 1.0, n_bins + 1)))
-    which = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, len(edges) - 2)
-    xs, ys, ns = [], [], []
-    for i in range(len(edges) - 1):
-        sel = which == i
-        if sel.sum() >= 10:
-            xs.append(np.median(m[sel]))
-            ys.append(np.median(v[sel]))
-            ns.append(sel.sum())
-    xs, ys, ns = np.asarray(xs), np.asarray(ys), np.asarray(ns)
-    method, r2 = "dark level", float("nan")
-    if baseline is None and len(xs) >= 4 and np.ptp(xs) > 0:
-        slope, intercept = np.polyfit(xs, ys, 1, w=np.sqrt(ns))
-        fitted = slope * xs + intercept
-        r2 = float(1.0 - np.sum((ys - fitted) ** 2) / max(np.sum((ys - ys.mean()) ** 2), 1e-12))
-        b_fit = -intercept / slope if slope > 0 else np.inf
-        # Trust the fit only over a real range of levels (well beyond the scatter of
-        # the per-pixel medians), as a clear line with a physical baseline.
-        scatter = 1.25 * np.sqrt(np.median(v)) / np.sqrt(len(starts))
-        if slope > 0 and r2 > 0.9 and 0 <= b_fit < xs.min() and np.ptp(xs) > 10 * scatter:
-            method, k, b = "mean-variance fit", slope / f2, float(b_fit)
-    if method == "dark level":
-        if baseline is None:
-            raise ValueError(
-                "camera estimation: the movie's background is too uniform to find the baseline from a "
-                "mean-variance fit; give the baseline (the camera's dark level in ADU) or the whole camera"
-            )
-        b = float(baseline)
-        centre = float(np.median(m))
-        if centre - b <= 0:
-            raise ValueError(
-                f"camera estimation: the movie's median level ({centre:.1f} ADU) is not above the baseline "
-                f"({b:.1f} ADU); give the camera (baseline, e/ADU, gain) instead"
-            )
-        k = float(np.median(v)) / (f2 * (centre - b))
-    if not np.isfinite(k) or k <= 0:
-        raise ValueError("camera estimation failed (no usable noise); give the camera instead")
-    gain = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
-    cam = Camera(baseline=b, e_per_adu=gain / k, em_gain=gain, qe=float(qe), read_noise_e=0.0, kind=kind)
-    report = {"method": method, "baseline": b, "adu_per_e": float(k), "r2": r2, "kind": kind,
-              "e_per_adu": float(gain / k), "em_gain": gain, "qe": float(qe)}
+    def solve(s, kind):
+        n, s1, s2, s3, s4 = s
+        mean, k2, k3 = s1 / n, s2 / n, s3 / n
+        if kind == "emccd":
+            # ADU per photoelectron. Read noise adds to κ2 and lowers this where the gain is
+            # low and the background dim; κ4/(4κ3) would be free of it, but the wings of
+            # molecules left in the sample inflate κ4 far more than κ3 (tried: 70 % off).
+            gain = k3 / (3.0 * k2)
+            b = mean - k2 / (2.0 * gain) if baseline is None else float(baseline)
+            if baseline is not None:
+                gain = k2 / (2.0 * (mean - b))
+        else:
+            if baseline is None:
+                gain = k3 / k2
+                for _ in range(20):  # κ3 / (κ2 - σ²), σ in ADU = read noise · k
+                    shot = k2 - (SCMOS_READ_NOISE_E * gain) ** 2
+                    if shot < 0.5 * k2:  # read noise that large is no sCMOS: keep the last gain
+                        break
+                    gain = k3 / shot
+                b = mean - max(k2 - (SCMOS_READ_NOISE_E * gain) ** 2, 0.0) / gain
+            else:
+                b = float(baseline)
+                gain = k2 / (mean - b)  # read noise neglected: it is small beside the background's shot noise
+        return gain, b
+
+    def with_errors(kind):
+        """(gain, baseline) and their 1-σ errors by the jackknife over the groups."""
+        total = sums.sum(0)
+        est = np.array(solve(total, kind))
+        m = len(sums)
+        if m < 4:
+            return est, np.full(2, np.nan)
+        loo = np.array([solve(total - row, kind) for row in sums])
+        return est, np.sqrt((m - 1) / m * ((loo - loo.mean(0)) ** 2).sum(0))
+
+    reason = "given"
+    if kind is None:
+        kind, reason = _camera_kind(sums.sum(0), with_errors)
+    (gain, b), (gain_err, b_err) = with_errors(kind)
+    if not np.isfinite(gain) or gain <= 0:
+        raise ValueError(
+            "camera estimation: the background's noise does not fit a camera model (no positive gain); give the "
+            "camera (baseline, e-/ADU, EM gain) instead"
+        )
+    mean = sums[:, 1].sum() / sums[:, 0].sum()
+    if b >= mean:
+        raise ValueError(
+            f"camera estimation: the movie's background level ({mean:.1f} ADU) is not above the baseline "
+            f"({b:.1f} ADU); give the camera (baseline, e-/ADU, EM gain) instead"
+        )
+    gain_e = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
+    cam = Camera(baseline=float(b), e_per_adu=gain_e / float(gain), em_gain=gain_e, qe=float(qe),
+                 read_noise_e=0.0 if kind == "emccd" else SCMOS_READ_NOISE_E, kind=kind)
+    report = {
+        "method": "background noise statistics", "kind": kind, "kind_reason": reason,
+        "baseline": float(b), "baseline_err": float(b_err), "adu_per_e": float(gain), "adu_per_e_err": float(gain_err),
+        "e_per_adu": float(gain_e / gain), "em_gain": gain_e, "qe": float(qe), "n_pixels": int(sums[:, 0].sum()),
+        "source": "estimated from the movie's background noise" + (" (baseline given)" if baseline is not None else ""),
+    }
     return cam, report
+
+
+def describe_estimate(report: dict) -> str:
+    """One line for the user: the estimated camera with its uncertainties."""
+    import math
+
+    def pm(v, e, fmt):
+        return f"{v:{fmt}}" + (f" ± {e:{fmt}}" if math.isfinite(e) else "")
+
+    return (f"{report['kind']} ({report['kind_reason']}), baseline {pm(report['baseline'], report['baseline_err'], '.1f')} ADU, "
+            f"{pm(report['adu_per_e'], report['adu_per_e_err'], '.3g')} ADU per photoelectron"
+            + (f" (EM gain {report['em_gain']:g} assumed: {report['e_per_adu']:.3g} e-/ADU)" if report["kind"] == "emccd" else "")
+            + f", QE {report['qe']:g}")
+
+
+def _frame_groups(movie, max_frames: int, chunk: int, max_side: int):
+    """Groups of ``chunk`` consecutive frames spread over the movie, as float32."""
+    import numpy as np
+
+    t = len(movie)
+    chunk = min(chunk, t)
+    n = max(1, min(max_frames // chunk, t // chunk))
+    starts = np.unique(np.linspace(0, t - chunk, n).astype(int))
+    for s in starts:
+        frames = np.asarray(movie[int(s):int(s) + chunk], dtype=np.float32)
+        h, w = frames.shape[-2:]
+        y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
+        yield frames[:, y0:y0 + max_side, x0:x0 + max_side]
+
+
+def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.0, radius: int = 3):
+    """Moment sums of background pixels, away from molecules, for each image quadrant:
+    n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
+    the local variance.
+
+    A pixel-frame is background unless a spot (smoothed excess over the local level
+    above ``threshold`` σ, at the PSF's scale or 2.5× it, for the wings of bright
+    molecules) lies within ``radius`` px. Deviations are taken from a local level:
+    the mean of the background samples in a 7×7 neighbourhood over the group.
+    """
+    import numpy as np
+    from scipy import ndimage
+
+    level0 = ndimage.median_filter(np.median(x, axis=0), 5, mode="nearest")
+    excess = x - level0
+    sigma = 1.4826 * float(np.median(np.abs(excess)))  # robust: most pixel-frames hold no molecule
+    mol = np.zeros(x.shape, bool)
+    for s in (psf_px, 2.5 * psf_px):
+        # white noise of σ smoothed by a normalised Gaussian of width s has σ / (2 √π s)
+        smooth = ndimage.gaussian_filter(excess, (0, s, s), mode="nearest")
+        mol |= smooth > threshold * sigma / (2 * np.sqrt(np.pi) * s)
+    keep = ~ndimage.binary_dilation(mol, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+    num = ndimage.uniform_filter(np.where(keep, x, 0).sum(0, dtype=np.float64), 7, mode="nearest")
+    den = ndimage.uniform_filter(keep.sum(0).astype(np.float64), 7, mode="nearest")
+    keep &= (den * 49 >= 20)[None]  # a level from at least 20 samples
+    dev = (x - (num / np.maximum(den, 1e-12))[None]).astype(np.float64)
+    # The fourth cumulant is taken against the local variance (a pooled κ4 over levels
+    # that differ, as on a gradient, would hold their spread as excess kurtosis).
+    var = ndimage.uniform_filter(np.where(keep, dev ** 2, 0).sum(0), 7, mode="nearest") / np.maximum(den, 1e-12)
+    h, w = x.shape[-2:]
+    rows = []
+    for ys in (slice(0, h // 2), slice(h // 2, h)):
+        for xs in (slice(0, w // 2), slice(w // 2, w)):
+            k = keep[:, ys, xs]
+            d = dev[:, ys, xs][k]
+            v = np.broadcast_to(var[ys, xs], k.shape)[k]
+            rows.append((d.size, float(x[:, ys, xs][k].sum(dtype=np.float64)), float((d ** 2).sum()),
+                         float((d ** 3).sum()), float((d ** 4 - 3 * v ** 2).sum())))
+    return [r for r in rows if r[0] > 0]
+
+
+def _camera_kind(total, with_errors) -> tuple[str, str]:
+    """EMCCD or sCMOS/CCD from the background's cumulants, with the reason."""
+    import numpy as np
+
+    n, s1, s2, s3, s4 = total
+    k2, k3, k4 = s2 / n, s3 / n, s4 / n
+    if k3 > 0:
+        rho = k2 * k4 / k3 ** 2
+        rho_err = np.sqrt(24.0 / n) * k2 ** 3 / k3 ** 2  # from the excess kurtosis' standard error, sqrt(24 / n)
+        if rho_err < 0.08:
+            kind = "emccd" if rho > 7 / 6 else "scmos"
+            return kind, f"background noise shape, kurtosis ratio {rho:.2f} ± {rho_err:.2f} (EMCCD 1.33, sCMOS 1)"
+    (g_em, b_em), (_, e_em) = with_errors("emccd")
+    (g_s, b_s), (_, e_s) = with_errors("scmos")
+    e_em, e_s = np.nan_to_num([e_em, e_s], nan=0.0)
+    if g_s > 6.0:
+        return "emccd", f"{g_s:.3g} ADU per photoelectron is beyond sCMOS cameras"
+    if b_em < -3 * e_em - 1 and b_s >= -3 * e_s - 1:
+        return "scmos", f"as an EMCCD its baseline would be negative ({b_em:.0f} ± {e_em:.0f} ADU)"
+    if b_s < -3 * e_s - 1 and b_em >= -3 * e_em - 1:
+        return "emccd", f"as an sCMOS its baseline would be negative ({b_s:.0f} ± {e_s:.0f} ADU)"
+    return "scmos", (f"{g_s:.3g} ADU per photoelectron fits an sCMOS; as an EMCCD it would be {g_em:.3g} ADU per "
+                     "photoelectron, less than an EM gain is used for")
 
 
 def _clipped_std(d, n_sigma: float = 3.0, iterations: int = 3):

@@ -9,7 +9,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .camera import Camera, estimate_camera
+from .camera import Camera, describe_estimate, estimate_camera
 from .config import CameraConfig, ConfigError, from_dict, read_yaml
 from .inference.postprocess import filter_table
 from .inference.runner import Infer, LocalizationModel
@@ -112,9 +112,8 @@ def localize(
     report = None
     if isinstance(camera, str) and camera == "estimate":
         camera, report = estimate_camera(movie, **(estimate_kwargs or {}))
-        log(f"camera estimated from the movie ({report['method']}): baseline {report['baseline']:.1f} ADU, "
-            f"{report['adu_per_e']:.3g} ADU per photoelectron ({report['kind']}, EM gain {report['em_gain']:g}, "
-            f"qe {report['qe']:g})" + (f", fit R² {report['r2']:.3f}" if np.isfinite(report["r2"]) else ""))
+        log(f"camera estimated from the movie's background noise: {describe_estimate(report)}; "
+            f"give --camera-kind, --baseline or the whole camera to override")
     elif isinstance(camera, (str, Path)):
         camera = load_camera(camera)
 
