@@ -204,8 +204,9 @@ def layer_choices(viewer, kind: str):
 
 def default_layer(viewer, kind: str, exclude=()):
     """The active layer if it is of ``kind``, else the only layer of ``kind``, else
-    the newest one (not in ``exclude``)."""
-    options = [lay for lay in layers_of(viewer, kind) if lay not in exclude]
+    the newest one (not in ``exclude``; never our own renders and probability maps)."""
+    options = [lay for lay in layers_of(viewer, kind)
+               if lay not in exclude and lay.metadata.get("napari_smlm") not in ("render", "scale map")]
     active = viewer.layers.selection.active
     if active is not None and active in options:
         return active
@@ -308,7 +309,7 @@ def style_figure(figure, viewer) -> None:
         from napari.utils.theme import get_theme
 
         theme = get_theme(viewer.theme)
-        bg, fg = theme.canvas.as_hex(), theme.text.as_hex()
+        bg, fg = theme.background.as_hex(), theme.text.as_hex()
     except Exception:  # noqa: BLE001 - no theme: keep matplotlib's colours
         return
     figure.set_facecolor(bg)
@@ -356,6 +357,22 @@ class DockForm:
         scroll = self.root_native_widget
         scroll.setMinimumWidth(min_width)
         scroll.setMinimumHeight(120)
+        self.form_layout.addStretch(1)  # rows keep their height when the dock is taller than the form
+
+    def _full_width(self, widget, after=None):
+        """Put ``widget`` (a status label) across the whole dock, below the row of
+        ``after`` (or at the end), instead of in the value column of a labelled row.
+        Call after the container's widgets are all added."""
+        layout = self.form_layout
+        inner = self._widget._mgui_get_native_widget()
+        index = layout.count()
+        if after is not None:
+            row = after.native
+            while row.parentWidget() is not inner:
+                row = row.parentWidget()
+            index = layout.indexOf(row) + 1
+        layout.insertWidget(index, widget.native)
+        return widget
 
 
 def add_plot(widget, viewer, figsize=(3.2, 2.4), min_height=180):

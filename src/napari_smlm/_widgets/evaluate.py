@@ -35,9 +35,10 @@ class EvaluateWidget(DockForm, Container):
         self.tolerance = FloatSpinBox(label="tolerance [nm]", value=250.0, min=1, max=10000)
         self.tolerance_z = FloatSpinBox(label="tolerance z [nm]", value=500.0, min=1, max=10000)
         self.button = PushButton(text="Evaluate")
-        self.table = Label(value="", label="")
+        self.table = Label(value="")
         self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance, self.tolerance_z,
-                     self.button, self.table])
+                     self.button])
+        self._full_width(self.table)
         self.pred.changed.connect(lambda v: setattr(self.pred_file, "visible", v == FROM_FILE))
         self.gt.changed.connect(lambda v: setattr(self.gt_file, "visible", v == FROM_FILE))
         self.button.changed.connect(self.run)

@@ -70,7 +70,7 @@ class LocalizeWidget(DockForm, Container):
                                     tooltip="1 for sCMOS / CCD cameras")
         self.qe = FloatSpinBox(label="QE", value=0.9, min=0.01, max=1, step=0.01, visible=False,
                                tooltip="quantum efficiency")
-        self.camera_info = wrap_label(Label(value="", label="", visible=False))
+        self.camera_info = wrap_label(Label(value="", visible=False))
         for w in (self.baseline, self.e_per_adu, self.em_gain, self.qe):
             w.native.setDecimals(4)  # estimates such as 0.1234 e-/ADU survive the round trip
         self.pixel_size = FloatSpinBox(label="pixel [nm]", value=100.0, min=1, max=10000,
@@ -96,13 +96,14 @@ class LocalizeWidget(DockForm, Container):
                                                                 "style) or HDF5 (Picasso)")
         tools = Container(layout="horizontal", labels=False, widgets=[self.export_button, self.scale_maps_button])
         tools.margins = (0, 0, 0, 0)
-        self.summary = wrap_label(Label(value="", label=""))
+        self.summary = wrap_label(Label(value=""))
         self.extend([
             self.image, self.model, self.checkpoint, camera_row, self.baseline, self.e_per_adu, self.em_gain, self.qe,
-            self.camera_info, self.pixel_size, self.device, self.first_frame, self.last_frame, buttons,
+            self.pixel_size, self.device, self.first_frame, self.last_frame, buttons,
             self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, tools,
-            self.summary,
         ])
+        self._full_width(self.camera_info, after=self.qe)
+        self._full_width(self.summary)
         self.task: Optional[Task] = None
         self.result = None
         self.layer = None
@@ -409,5 +410,5 @@ class LocalizeWidget(DockForm, Container):
             layers.append(self.viewer.add_image(
                 p, name=f"p at {s}x (frame {t + 1})", colormap="magma", blending="additive",
                 scale=(sy / s, sx / s), translate=(ty + (0.5 / s - 0.5) * sy, tx + (0.5 / s - 0.5) * sx),
-                contrast_limits=(0, 1), visible=s == max(maps)))
+                contrast_limits=(0, 1), visible=s == max(maps), metadata={"napari_smlm": "scale map"}))
         return layers

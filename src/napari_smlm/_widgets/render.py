@@ -25,8 +25,9 @@ class RenderWidget(DockForm, Container):
         self.sigma = FloatSpinBox(label="fixed σ [nm]", value=0.0, min=0, max=1000,
                                   tooltip="0: each molecule's own predicted uncertainty")
         self.button = PushButton(text="Render")
-        self.status = wrap_label(Label(value="", label=""))
-        self.extend([self.points, self.pixel_size, self.camera_pixel, self.blur, self.sigma, self.button, self.status])
+        self.status = wrap_label(Label(value=""))
+        self.extend([self.points, self.pixel_size, self.camera_pixel, self.blur, self.sigma, self.button])
+        self._full_width(self.status)
         self.points.changed.connect(self._points_changed)
         self.button.changed.connect(self.run)
         connect_layer_updates(viewer, self, self._pick_default)
@@ -80,7 +81,8 @@ class RenderWidget(DockForm, Container):
             kw = render_layer_kwargs(render_px, px, tuple(layer.scale[-2:]), tuple(layer.translate[-2:]))
             hi = float(np.percentile(image[image > 0], 99.5)) if (image > 0).any() else 1.0
             self.layer = self.viewer.add_image(image, name=f"{layer.name} render {render_px:g} nm", colormap="hot",
-                                               contrast_limits=(0.0, max(hi, 1e-6)), blending="additive", **kw)
+                                               contrast_limits=(0.0, max(hi, 1e-6)), blending="additive",
+                                               metadata={"napari_smlm": "render", "pixel_size_nm": render_px}, **kw)
             self.status.value = f"{image.shape[1]}×{image.shape[0]} px of {render_px:g} nm"
 
         def failed(exc):

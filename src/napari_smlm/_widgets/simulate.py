@@ -61,9 +61,10 @@ class SimulateWidget(DockForm, Container):
         buttons = Container(layout="horizontal", labels=False, widgets=[self.button, self.stop_button])
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
-        self.status = wrap_label(Label(value="", label=""))
+        self.status = wrap_label(Label(value=""))
         self.extend([self.frames, self.size, self.pixel_size, self.density, self.photons_min, self.photons_max,
-                     self.background, self.sigma, self.seed, buttons, self.progress, self.status])
+                     self.background, self.sigma, self.seed, buttons, self.progress])
+        self._full_width(self.status)
         self.button.changed.connect(self.run)
         self.stop_button.changed.connect(self.cancel)
         self.task: Optional[Task] = None

@@ -50,7 +50,7 @@ class TrainWidget(DockForm, Container):
                                         tooltip="molecules per µm²")
         self.camera_from_movie = CheckBox(label="camera from movie", value=False,
                                           tooltip="simulate the camera that Fill from movie found (else the preset's)")
-        self.camera_info = wrap_label(Label(value="", label="", visible=False))
+        self.camera_info = wrap_label(Label(value="", visible=False))
         self.architecture = ComboBox(label="architecture", choices=["(preset)", *ARCHITECTURES], value="(preset)")
         self.epochs = SpinBox(label="epochs", value=8, min=1, max=100000)
         self.steps = SpinBox(label="steps/epoch", value=60, min=1, max=100000, tooltip="batches per epoch")
@@ -67,12 +67,13 @@ class TrainWidget(DockForm, Container):
         buttons = Container(layout="horizontal", labels=False, widgets=[self.start_button, self.stop_button])
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
-        self.status = wrap_label(Label(value="", label=""))
+        self.status = wrap_label(Label(value=""))
         self.extend([self.preset, self.image, self.fill_button, self.pixel_size, self.sigma_min, self.sigma_max,
                      self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max,
-                     self.camera_from_movie, self.camera_info, self.architecture, self.epochs, self.steps,
-                     self.batch_size, self.lr, self.output, self.resume, self.from_bundled, buttons, self.progress,
-                     self.status])
+                     self.camera_from_movie, self.architecture, self.epochs, self.steps,
+                     self.batch_size, self.lr, self.output, self.resume, self.from_bundled, buttons, self.progress])
+        self._full_width(self.camera_info, after=self.camera_from_movie)
+        self._full_width(self.status)
         self.fill_button.changed.connect(self.fill_from_movie)
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
