@@ -68,7 +68,8 @@ movie, gt = viewer.layers["simulated movie"], viewer.layers["ground truth"]
 viewer.layers.selection.active = movie
 
 loc = open_alone(viewer, "Localize")
-loc.camera.value = "EMCCD preset"  # the sample's camera
+if loc.estimate_camera() is None:  # Estimate: the manual fields filled from the movie, ± shown
+    loc.camera.value = "EMCCD preset"  # the sample's camera
 loc.run()
 wait(loc)
 zoom_on_molecules(viewer)

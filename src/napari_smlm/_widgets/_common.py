@@ -185,8 +185,8 @@ def describe_camera(camera, report: Optional[dict] = None) -> str:
                 f"QE {r.get('qe', camera.qe):g})")
         source = r.get("source") or f"estimated from the movie ({r.get('method', 'noise')})"
         return f"{text}; {source}"
-    return (f"baseline {camera.baseline:g} ADU, {camera.e_per_adu:g} e-/ADU, EM gain {camera.em_gain:g}, "
-            f"QE {camera.qe:g} ({camera.kind})")
+    return (f"baseline {camera.baseline:.4g} ADU, {camera.e_per_adu:.4g} e-/ADU, EM gain {camera.em_gain:.4g}, "
+            f"QE {camera.qe:.3g} ({camera.kind})")
 
 
 # --------------------------------------------------------------------- layers
