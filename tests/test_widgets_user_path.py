@@ -40,6 +40,9 @@ def test_every_widget_opens_from_the_manifest_and_fits_a_laptop(make_napari_view
         assert type(widget) is CLASSES[name] and widget.viewer is not None
         qtbot.wait(10)
         assert window.width() <= 1366, (name, window.width())
+        # the dock scrolls: it asks for little room however long its form is
+        need = widget.native.parentWidget().minimumSizeHint()
+        assert need.width() <= 320 and need.height() <= 250, (name, need.width(), need.height())
     # all five docks open: the window still fits a 1366x768 screen (napari's own
     # minimum height, with an empty layer list, is about 780 px under Xvfb)
     assert window.height() <= 800 and window.width() <= 1366, (window.width(), window.height())
@@ -77,7 +80,7 @@ def test_localize_default_settings_on_a_foreign_movie(make_napari_viewer, qtbot,
     viewer = make_napari_viewer()
     (layer,) = viewer.open(folder / "movie.tif", plugin="napari-smlm")
     w = open_widget(viewer, "Localize")
-    assert w.image.value is layer  # the only movie is picked
+    assert w.image.value == layer  # the only movie is picked
     w.pixel_size.value = truth["pixel_size_nm"]  # the TIFF does not carry it; the user types it
     click(w.run_button)
     wait_idle(qtbot, w)
@@ -209,7 +212,7 @@ def test_evaluate_never_compares_a_layer_with_itself(make_napari_viewer, message
     viewer = make_napari_viewer()
     pts = viewer.add_points(np.array([[0, 5.0, 5.0], [1, 8.0, 8.0]]), name="some points")
     e = open_widget(viewer, "Evaluate")
-    assert not (e.pred.value is pts and e.gt.value is pts)
+    assert not (e.pred.value == pts and e.gt.value == pts)
     e.pred.value = pts
     e.gt.value = pts
     assert e.run() is None
