@@ -140,7 +140,8 @@ def estimate_camera(
     measured, else by which reading of the movie is a physically possible camera.
 
     Molecules are masked before the moments are taken: frames are searched for spots
-    at the PSF's scale and at twice it (the dim wings of bright molecules), and the
+    at the PSF's scale and at 2.5 times it (the dim wings of bright molecules), in two
+    passes (the second with the first's background level and noise), and the
     neighbourhood of each is left out. Local background levels (gradients, cells)
     are removed with a smooth map over groups of ``chunk`` consecutive frames. Up to
     ``max_frames`` frames (in groups spread over the movie) of a central
@@ -150,7 +151,7 @@ def estimate_camera(
     Returns the camera and a report for the user: ``kind``, ``kind_reason``,
     ``baseline`` and ``baseline_err``, ``adu_per_e`` and ``adu_per_e_err`` (1-σ,
     jackknife over the frame groups), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
-    ``source``, ``n_pixels`` (background samples used).
+    ``source``, ``n_pixels`` (background samples used) and ``background_fraction``.
     """
     import numpy as np
 
@@ -159,16 +160,18 @@ def estimate_camera(
         raise ValueError("camera estimation needs at least 3 frames")
     if kind is not None and kind not in ("emccd", "scmos"):
         raise ValueError(f"camera estimation: kind must be 'emccd' or 'scmos', got {kind!r}")
-    sums = []
+    sums, n_read = [], 0
     for frames in _frame_groups(movie, max_frames, chunk, max_side):
         sums.extend(_background_sums(frames))
-    sums = np.asarray(sums)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
+        n_read += frames.size
+    sums = np.asarray(sums).reshape(-1, 5)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
     if sums[:, 0].sum() < 2000:
         raise ValueError(
             "camera estimation: too few background pixels away from molecules (the movie is too small or too "
             "crowded); give the camera (baseline, e-/ADU, EM gain) instead"
         )
 
+    @np.errstate(divide="ignore", invalid="ignore")  # a noiseless movie gives NaN, refused below
     def solve(s, kind):
         n, s1, s2, s3, s4 = s
         mean, k2, k3 = s1 / n, s2 / n, s3 / n
@@ -227,6 +230,7 @@ def estimate_camera(
         "baseline": float(b), "baseline_err": float(b_err), "adu_per_e": float(gain), "adu_per_e_err": float(gain_err),
         "e_per_adu": float(gain_e / gain), "em_gain": gain_e, "qe": float(qe), "n_pixels": int(sums[:, 0].sum()),
         "source": "estimated from the movie's background noise" + (" (baseline given)" if baseline is not None else ""),
+        "background_fraction": float(sums[:, 0].sum() / n_read),
     }
     return cam, report
 
@@ -259,7 +263,7 @@ def _frame_groups(movie, max_frames: int, chunk: int, max_side: int):
         yield frames[:, y0:y0 + max_side, x0:x0 + max_side]
 
 
-def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.0, radius: int = 3):
+def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3):
     """Moment sums of background pixels, away from molecules, for each image quadrant:
     n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
     the local variance.
@@ -272,23 +276,42 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.0, radius: int
     import numpy as np
     from scipy import ndimage
 
-    level0 = ndimage.median_filter(np.median(x, axis=0), 5, mode="nearest")
-    excess = x - level0
-    sigma = 1.4826 * float(np.median(np.abs(excess)))  # robust: most pixel-frames hold no molecule
-    mol = np.zeros(x.shape, bool)
-    for s in (psf_px, 2.5 * psf_px):
-        # white noise of σ smoothed by a normalised Gaussian of width s has σ / (2 √π s)
-        smooth = ndimage.gaussian_filter(excess, (0, s, s), mode="nearest")
-        mol |= smooth > threshold * sigma / (2 * np.sqrt(np.pi) * s)
-    keep = ~ndimage.binary_dilation(mol, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
-    num = ndimage.uniform_filter(np.where(keep, x, 0).sum(0, dtype=np.float64), 7, mode="nearest")
-    den = ndimage.uniform_filter(keep.sum(0).astype(np.float64), 7, mode="nearest")
-    keep &= (den * 49 >= 20)[None]  # a level from at least 20 samples
-    dev = (x - (num / np.maximum(den, 1e-12))[None]).astype(np.float64)
+    # Two passes: the first from the median level and a robust σ, which molecules still
+    # inflate where they are dense; the second from the first's background level and σ.
+    level = ndimage.median_filter(np.median(x, axis=0), 5, mode="nearest")
+    sigma = 1.4826 * float(np.median(np.abs(x - level)))
+    # The two halves of a checkerboard are masked from each other: a mask that sees a
+    # pixel's own value drops its upward noise and biases κ3 low (-17 % on an sCMOS
+    # movie). Measured (gain error, 8 simulated EMCCD movies at 0.5-2 molecules/µm²
+    # and 8 sCMOS at 0.1-1): these two passes at 3.5σ, -5 to +7 % (EMCCD) and -3 to +15 %
+    # (sCMOS); at 3σ about as good here but -15 % on a 160 nm movie of another simulator;
+    # at 5σ up to +60 % on dense movies; one pass at 3σ without the checkerboard, +113 %.
+    h, w = x.shape[-2:]
+    black = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
+    for _ in range(2):
+        excess = x - level
+        keep = np.zeros(x.shape, bool)
+        for half in (black, ~black):
+            mol = np.zeros(x.shape, bool)
+            for s in (psf_px, 2.5 * psf_px):
+                # normalised convolution over this half: white noise of σ smoothed by a
+                # normalised Gaussian of width s over half the pixels has σ·√2 / (2 √π s)
+                weight = ndimage.gaussian_filter(half.astype(np.float32), s, mode="nearest")
+                smooth = ndimage.gaussian_filter(excess * half, (0, s, s), mode="nearest") / weight
+                mol |= smooth > threshold * sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
+            near = ndimage.binary_dilation(mol, structure=np.ones((1, 2 * radius + 1, 2 * radius + 1), bool))
+            keep |= ~near & ~half  # the other half's pixels, judged without their own values
+        num = ndimage.uniform_filter(np.where(keep, x, 0).sum(0, dtype=np.float64), 7, mode="nearest")
+        den = ndimage.uniform_filter(keep.sum(0).astype(np.float64), 7, mode="nearest")
+        keep &= (den * 49 >= 20)[None]  # a level from at least 20 samples
+        if not keep.any():
+            return []
+        level = (num / np.maximum(den, 1e-12)).astype(np.float32)
+        sigma = float(np.sqrt(np.mean((x - level)[keep] ** 2)))
+    dev = (x - level[None]).astype(np.float64)
     # The fourth cumulant is taken against the local variance (a pooled κ4 over levels
     # that differ, as on a gradient, would hold their spread as excess kurtosis).
     var = ndimage.uniform_filter(np.where(keep, dev ** 2, 0).sum(0), 7, mode="nearest") / np.maximum(den, 1e-12)
-    h, w = x.shape[-2:]
     rows = []
     for ys in (slice(0, h // 2), slice(h // 2, h)):
         for xs in (slice(0, w // 2), slice(w // 2, w)):
@@ -301,49 +324,32 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.0, radius: int
 
 
 def _camera_kind(total, with_errors) -> tuple[str, str]:
-    """EMCCD or sCMOS/CCD from the background's cumulants, with the reason."""
+    """EMCCD or sCMOS/CCD from the background's cumulants, with the reason.
+
+    First what no sCMOS can be (more than 6 ADU per photoelectron), then the shape of
+    the noise where it is measured well (κ2κ4/κ3² is 4/3 for an EMCCD, 1 otherwise; the
+    masking of molecules trims the tails and lowers it a little), then which reading
+    gives a negative baseline. Left ambiguous, sCMOS: an EMCCD would then run at an EM
+    gain below a few ADU per photoelectron, which no one uses.
+    """
     import numpy as np
 
-    n, s1, s2, s3, s4 = total
-    k2, k3, k4 = s2 / n, s3 / n, s4 / n
-    if k3 > 0:
-        rho = k2 * k4 / k3 ** 2
-        rho_err = np.sqrt(24.0 / n) * k2 ** 3 / k3 ** 2  # from the excess kurtosis' standard error, sqrt(24 / n)
-        if rho_err < 0.08:
-            kind = "emccd" if rho > 7 / 6 else "scmos"
-            return kind, f"background noise shape, kurtosis ratio {rho:.2f} ± {rho_err:.2f} (EMCCD 1.33, sCMOS 1)"
     (g_em, b_em), (_, e_em) = with_errors("emccd")
     (g_s, b_s), (_, e_s) = with_errors("scmos")
     e_em, e_s = np.nan_to_num([e_em, e_s], nan=0.0)
     if g_s > 6.0:
         return "emccd", f"{g_s:.3g} ADU per photoelectron is beyond sCMOS cameras"
+    n, s1, s2, s3, s4 = total
+    k2, k3, k4 = s2 / n, s3 / n, s4 / n
+    if k3 > 0:
+        rho = k2 * k4 / k3 ** 2
+        rho_err = np.sqrt(24.0 / n) * k2 ** 3 / k3 ** 2  # from the excess kurtosis' standard error, sqrt(24 / n)
+        if rho_err < 0.05 and abs(rho - 7 / 6) > 2 * rho_err:
+            kind = "emccd" if rho > 7 / 6 else "scmos"
+            return kind, f"background noise shape, kurtosis ratio {rho:.2f} ± {rho_err:.2f} (EMCCD 1.33, sCMOS 1)"
     if b_em < -3 * e_em - 1 and b_s >= -3 * e_s - 1:
         return "scmos", f"as an EMCCD its baseline would be negative ({b_em:.0f} ± {e_em:.0f} ADU)"
     if b_s < -3 * e_s - 1 and b_em >= -3 * e_em - 1:
         return "emccd", f"as an sCMOS its baseline would be negative ({b_s:.0f} ± {e_s:.0f} ADU)"
     return "scmos", (f"{g_s:.3g} ADU per photoelectron fits an sCMOS; as an EMCCD it would be {g_em:.3g} ADU per "
                      "photoelectron, less than an EM gain is used for")
-
-
-def _clipped_std(d, n_sigma: float = 3.0, iterations: int = 3):
-    """Per-pixel standard deviation over axis 0, ignoring outliers (molecules).
-
-    Starts from 1.4826 · MAD, then re-estimates from the values within ``n_sigma``,
-    correcting for the truncation of a normal distribution (0.9733 of the variance
-    lies within 3σ). Differences of frames with and without a molecule are far
-    outside 3σ, so they drop out.
-    """
-    import numpy as np
-    from scipy.special import erf
-
-    centre = np.median(d, axis=0)
-    sigma = 1.4826 * np.median(np.abs(d - centre), axis=0)
-    a = n_sigma
-    kept_var = 1.0 - 2 * a * np.exp(-a * a / 2) / np.sqrt(2 * np.pi) / erf(a / np.sqrt(2))
-    for _ in range(iterations):
-        inside = np.abs(d - centre) <= n_sigma * np.maximum(sigma, 1e-6)
-        n = inside.sum(0).clip(min=2)
-        centre = np.where(inside, d, 0).sum(0) / n
-        var = (np.where(inside, (d - centre) ** 2, 0)).sum(0) / (n - 1)
-        sigma = np.sqrt(var / kept_var)
-    return sigma
