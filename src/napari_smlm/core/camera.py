@@ -235,6 +235,39 @@ def estimate_camera(
     return cam, report
 
 
+def camera_for_movie(movie, metadata: Optional[dict] = None, **given) -> tuple["Camera", dict]:
+    """The camera of a movie: from its file's metadata where that states the whole
+    camera, else estimated from the movie with what the user gave (``given``: kind,
+    baseline, em_gain, qe) and, after that, what the metadata states fixed.
+
+    ``metadata`` is :func:`napari_smlm.core.io.metadata.read_movie_metadata`'s dict.
+    Returns the camera and a report as :func:`estimate_camera`'s, whose ``source``
+    says where the camera came from.
+    """
+    meta = {k: v for k, v in (metadata or {}).items() if v is not None}
+    given = {k: v for k, v in given.items() if v is not None}
+    where = meta.get("source", "metadata")
+    full = ("kind", "baseline", "e_per_adu") + (("em_gain",) if meta.get("kind") == "emccd" else ())
+    if all(k in meta for k in full) and not given:
+        em_gain = float(meta.get("em_gain", 1.0)) if meta["kind"] == "emccd" else 1.0
+        cam = Camera(baseline=float(meta["baseline"]), e_per_adu=float(meta["e_per_adu"]), em_gain=em_gain,
+                     qe=float(meta.get("qe", 1.0)), read_noise_e=float(meta.get("read_noise_e", 0.0)), kind=meta["kind"])
+        nan = float("nan")
+        report = {"method": "file metadata", "kind": cam.kind, "kind_reason": f"the file's {where} metadata",
+                  "baseline": cam.baseline, "baseline_err": nan, "adu_per_e": cam.em_gain / cam.e_per_adu,
+                  "adu_per_e_err": nan, "e_per_adu": cam.e_per_adu, "em_gain": cam.em_gain, "qe": cam.qe,
+                  "source": f"the file's {where} metadata"}
+        return cam, report
+    fixed = {k: meta[k] for k in ("kind", "baseline", "em_gain", "qe") if k in meta and k not in given}
+    kwargs = {**fixed, **given}
+    cam, report = estimate_camera(movie, **kwargs)
+    if fixed:
+        report["source"] += f"; {', '.join(sorted(fixed))} from the file's {where} metadata"
+        if "kind" in fixed:
+            report["kind_reason"] = f"the file's {where} metadata"
+    return cam, report
+
+
 def describe_estimate(report: dict) -> str:
     """One line for the user: the estimated camera with its uncertainties."""
     import math
@@ -245,7 +278,8 @@ def describe_estimate(report: dict) -> str:
     return (f"{report['kind']} ({report['kind_reason']}), baseline {pm(report['baseline'], report['baseline_err'], '.1f')} ADU, "
             f"{pm(report['adu_per_e'], report['adu_per_e_err'], '.3g')} ADU per photoelectron"
             + (f" (EM gain {report['em_gain']:g} assumed: {report['e_per_adu']:.3g} e-/ADU)" if report["kind"] == "emccd" else "")
-            + f", QE {report['qe']:g}")
+            + f", QE {report['qe']:g}"
+            + (f"; {report['source']}" if "metadata" in report.get("source", "") else ""))
 
 
 def _frame_groups(movie, max_frames: int, chunk: int, max_side: int):

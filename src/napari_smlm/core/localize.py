@@ -9,10 +9,11 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from .camera import Camera, describe_estimate, estimate_camera
+from .camera import Camera, camera_for_movie, describe_estimate
 from .config import CameraConfig, ConfigError, from_dict, read_yaml
 from .inference.postprocess import filter_table
 from .inference.runner import Infer, LocalizationModel
+from .io.metadata import read_movie_metadata
 from .io.movie import MovieError, open_movie
 
 __all__ = ["LocalizeResult", "localize", "load_camera", "check_movie", "MIN_FRAME_SIZE"]
@@ -84,19 +85,27 @@ def localize(
     cancel: Optional[Callable[[], bool]] = None,
     log: Callable[[str], None] = lambda s: None,
     estimate_kwargs: Optional[dict] = None,
+    metadata: Optional[dict] = None,
 ) -> LocalizeResult:
     """Localize molecules in ``movie`` (a path or a (T, Y, X) array in ADU).
 
     ``camera``: a :class:`Camera`, a camera YAML path, ``"estimate"`` (from the
     movie; the estimate is logged) or None (the movie is already in photons).
-    ``pixel_size_nm`` defaults to the model's. Every input is checked before the
+    ``pixel_size_nm`` defaults to the file's metadata, else the model's; ``metadata``
+    (what :func:`~napari_smlm.core.io.metadata.read_movie_metadata` returns, read here
+    for a path) may state the camera or part of it. Every input is checked before the
     network runs; see DESIGN.md for the output table.
     """
     name = str(movie) if isinstance(movie, (str, Path)) else "movie"
+    metadata = dict(metadata or {})
     if isinstance(movie, (str, Path)):
+        metadata = {**read_movie_metadata(movie), **metadata}
         movie = open_movie(movie)
     shape = check_movie(movie, name)
     lm = model if isinstance(model, LocalizationModel) else LocalizationModel.load(model)
+    if pixel_size_nm is None and metadata.get("pixel_size_nm"):
+        pixel_size_nm = metadata["pixel_size_nm"]
+        log(f"pixel size {pixel_size_nm:g} nm from the file's {metadata.get('source', '')} metadata (--pixel-size overrides)")
     px = float(pixel_size_nm) if pixel_size_nm is not None else lm.pixel_size_nm
     if px <= 0:
         raise ValueError(f"--pixel-size: expected a positive number of nm, got {px}")
@@ -111,9 +120,12 @@ def localize(
     infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size)
     report = None
     if isinstance(camera, str) and camera == "estimate":
-        camera, report = estimate_camera(movie, **(estimate_kwargs or {}))
-        log(f"camera estimated from the movie's background noise: {describe_estimate(report)}; "
-            f"give --camera-kind, --baseline or the whole camera to override")
+        camera, report = camera_for_movie(movie, metadata, **(estimate_kwargs or {}))
+        if report["method"] == "file metadata":
+            log(f"camera from the file's metadata: {describe_estimate(report)}")
+        else:
+            log(f"camera estimated from the movie's background noise: {describe_estimate(report)}; "
+                f"give --camera-kind, --baseline or the whole camera to override")
     elif isinstance(camera, (str, Path)):
         camera = load_camera(camera)
 
