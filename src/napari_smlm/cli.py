@@ -135,7 +135,7 @@ def cmd_localize(args) -> int:
         raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
     batch = args.batch_size if args.batch_size == "auto" else _positive_int(args.batch_size, "--batch-size")
     camera = _camera_from_args(args)
-    estimate_kwargs = {"kind": args.camera_kind, "baseline": args.baseline, "qe": args.qe or 1.0}
+    estimate_kwargs = {"kind": args.camera_kind, "baseline": args.baseline, "qe": args.qe}
     if args.em_gain is not None:
         estimate_kwargs["em_gain"] = args.em_gain
     model = LocalizationModel.load(args.model)
