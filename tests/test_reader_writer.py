@@ -23,6 +23,11 @@ def test_reader_movies_and_tables(tmp_path):
     tifffile.imwrite(tmp_path / "m.tif", np.ones((3, 16, 16), np.uint16))
     (layer,) = get_reader(str(tmp_path / "m.tif"))(str(tmp_path / "m.tif"))
     assert layer[2] == "image" and layer[0].shape == (3, 16, 16)
+    assert layer[1]["metadata"]["camera_metadata"] == {}  # nothing stated
+    tifffile.imwrite(tmp_path / "ij.tif", np.ones((5, 16, 16), np.uint16), imagej=True, resolution=(10.0, 10.0),
+                     metadata={"unit": "um", "axes": "TYX"})
+    (layer,) = get_reader(str(tmp_path / "ij.tif"))(str(tmp_path / "ij.tif"))
+    assert layer[1]["metadata"]["camera_metadata"] == {"pixel_size_nm": pytest.approx(100.0), "source": "ImageJ"}
     write_localizations_csv({"frame": np.array([0, 1]), "x": np.array([150.0, 250.0]), "y": np.array([50.0, 50.0]),
                              "z": np.zeros(2), "photons": np.ones(2), "bg": np.ones(2), "prob": np.array([0.7, 0.9])}, tmp_path / "l.csv")
     (layer,) = get_reader(str(tmp_path / "l.csv"))(str(tmp_path / "l.csv"))

@@ -32,11 +32,15 @@ def get_reader(path):
 
 
 def _read_movie(path):
+    """The movie as an image layer; what its file states about the camera and pixel
+    size rides along in the layer's metadata (``camera_metadata``) for the widgets."""
     from .core.io import open_movie
+    from .core.io.metadata import read_movie_metadata
 
     movie = open_movie(path)
     data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible
-    return [(data, {"name": Path(path).stem, "colormap": "gray"}, "image")]
+    meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path)}
+    return [(data, {"name": Path(path).stem, "colormap": "gray", "metadata": meta}, "image")]
 
 
 def _read_locs(path):
