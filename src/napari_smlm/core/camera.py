@@ -207,20 +207,30 @@ def estimate_camera(
         loo = np.array([solve(total - row, kind) for row in sums])
         return est, np.sqrt((m - 1) / m * ((loo - loo.mean(0)) ** 2).sum(0))
 
+    mean = sums[:, 1].sum() / sums[:, 0].sum()
     reason = "given"
     if kind is None:
         kind, reason = _camera_kind(sums.sum(0), with_errors)
+        other = "scmos" if kind == "emccd" else "emccd"
+
+        def possible(k):
+            gain, b = solve(sums.sum(0), k)
+            return bool(np.isfinite(gain) and gain > 0 and b < mean)
+
+        if not possible(kind) and possible(other):
+            reason = f"as an {'EMCCD' if kind == 'emccd' else 'sCMOS'} its baseline would lie above its background"
+            kind = other
     (gain, b), (gain_err, b_err) = with_errors(kind)
     if not np.isfinite(gain) or gain <= 0:
         raise ValueError(
             "camera estimation: the background's noise does not fit a camera model (no positive gain); give the "
             "camera (baseline, e-/ADU, EM gain) instead"
         )
-    mean = sums[:, 1].sum() / sums[:, 0].sum()
     if b >= mean:
         raise ValueError(
             f"camera estimation: the movie's background level ({mean:.1f} ADU) is not above the baseline "
-            f"({b:.1f} ADU); give the camera (baseline, e-/ADU, EM gain) instead"
+            f"({b:.1f} ADU) as a{'n EMCCD' if kind == 'emccd' else 'n sCMOS'}; give the camera kind "
+            f"(--camera-kind) or the whole camera (baseline, e-/ADU, EM gain) instead"
         )
     gain_e = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
     cam = Camera(baseline=float(b), e_per_adu=gain_e / float(gain), em_gain=gain_e, qe=float(qe),
