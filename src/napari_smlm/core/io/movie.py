@@ -1,9 +1,17 @@
-"""Reading and writing TIFF movies lazily (memory-mapped where the file allows)."""
+"""Reading and writing TIFF movies lazily (memory-mapped where the file allows).
+
+Every way a TIFF can hold a stack is read as one (T, Y, X) movie: one series of
+pages, ImageJ hyperstacks, and files written frame by frame (one single-page
+series per frame). A truncated file is an error that names the file and its last
+complete frame, unless ``allow_truncated`` asks for the complete frames.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import tifffile
@@ -17,43 +25,187 @@ class MovieError(ValueError):
     """A movie file is missing or has a shape or type we cannot localize in."""
 
 
-class Movie:
-    """A (T, H, W) stack read on demand: ``movie[a:b]`` returns frames a..b-1."""
+@contextlib.contextmanager
+def _tifffile_warnings():
+    """Collect tifffile's log warnings (a cut page chain, corrupted ImageJ metadata)
+    instead of letting them reach the terminal: we turn them into one clear error."""
+    messages: list[str] = []
 
-    def __init__(self, path: Union[str, Path]):
+    class Collect(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    log = logging.getLogger("tifffile")
+    handler, propagate = Collect(level=logging.WARNING), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield messages
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class Movie:
+    """A (T, H, W) stack read on demand: ``movie[a:b]`` returns frames a..b-1.
+
+    ``allow_truncated``: a truncated file gives its complete frames (``truncated``
+    then says how many the file declared) instead of an error.
+    """
+
+    def __init__(self, path: Union[str, Path], allow_truncated: bool = False):
         self.path = Path(path)
         self._files: list[Path] | None = None
+        self._pages: list[int] | None = None  # frame -> page index, when frames are pages
+        self._page_offsets: list[int] | None = None  # their data offsets, when memory-mappable
+        self._byteorder = "<"
+        self._data = None
+        self.truncated: Optional[str] = None  # what was cut, when allow_truncated kept the rest
         if self.path.is_dir():
-            files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff"))
-            if not files:
-                raise MovieError(f"{self.path}: folder holds no .tif/.tiff files")
-            self._files = files
-            first = tifffile.imread(files[0])
-            if first.ndim != 2:
-                raise MovieError(f"{files[0]}: a folder of frames needs single-frame (Y, X) files, got shape {first.shape}")
-            self._check(first.shape, first.dtype, files[0])
-            self.shape = (len(files), *first.shape[-2:])
-            self.dtype = first.dtype
+            self._open_folder()
             return
         if not self.path.is_file():
             raise MovieError(f"{self.path}: movie file not found")
         try:
-            with tifffile.TiffFile(self.path) as tif:
-                series = tif.series[0]
-                shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
-        except (tifffile.TiffFileError, ValueError, IndexError) as exc:
-            raise MovieError(f"{self.path}: not a readable TIFF ({exc})") from None
-        # Interleaved samples (…YXS) are colour images; planar samples (SYX, which
-        # older tifffile wrote for 3- or 4-frame stacks) are read as frames.
-        self._check(shape, dtype, self.path, rgb=axes.endswith("S"))
-        self.shape = (1, *shape) if len(shape) == 2 else shape
+            self._open_file(allow_truncated)
+        except MovieError:
+            raise
+        except (tifffile.TiffFileError, ValueError, IndexError, OSError, KeyError) as exc:
+            raise MovieError(f"{self.path}: not a readable TIFF ({_first_line(exc)})") from None
+
+    # ------------------------------------------------------------------ opening
+    def _open_folder(self) -> None:
+        files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in (".tif", ".tiff") and p.is_file())
+        if not files:
+            raise MovieError(f"{self.path}: folder holds no .tif/.tiff files")
+        # Every frame's header is read first (cheap): an odd one is named now, not
+        # after the network has run over the frames before it.
+        shapes = []
+        for f in files:
+            try:
+                with tifffile.TiffFile(f) as tif:
+                    page = tif.pages[0]
+                    shapes.append((tuple(tif.series[0].shape), page.dtype, len(tif.pages)))
+            except (tifffile.TiffFileError, ValueError, IndexError, OSError) as exc:
+                raise MovieError(f"{f}: not a readable TIFF ({_first_line(exc)})") from None
+        shape, dtype, _ = shapes[0]
+        if len(shape) != 2:
+            raise MovieError(f"{files[0]}: a folder of frames needs single-frame (Y, X) files, got shape {shape}")
+        self._check(shape, dtype, files[0])
+        for f, (s, d, _) in zip(files, shapes):
+            if s != shape or d != dtype:
+                raise MovieError(
+                    f"{f}: frame of shape {s} and type {d} differs from the folder's first frame "
+                    f"{files[0].name} ({shape}, {dtype}); a folder movie needs frames of one shape and type"
+                )
+        self._files = files
+        self.shape = (len(files), *shape)
         self.dtype = dtype
-        try:
-            self._data = tifffile.memmap(self.path, mode="r")
-            if self._data.ndim == 2:
-                self._data = self._data[None]
-        except (ValueError, tifffile.TiffFileError):
-            self._data = None  # compressed or tiled: read page by page
+
+    def _open_file(self, allow_truncated: bool) -> None:
+        size = self.path.stat().st_size
+        with _tifffile_warnings() as warnings, tifffile.TiffFile(self.path) as tif:
+            self._byteorder = tif.byteorder
+            all_series = tif.series
+            series = all_series[0]
+            shape, dtype, axes = tuple(series.shape), series.dtype, series.axes
+            declared = None
+            if tif.is_imagej and tif.imagej_metadata:
+                declared = int(tif.imagej_metadata.get("images", 0)) or None
+            elif tif.is_shaped and tif.shaped_metadata and len(tif.shaped_metadata) == 1:
+                declared_shape = tuple(tif.shaped_metadata[0].get("shape", ()))
+                if len(declared_shape) == 3 and declared_shape[1:] == tuple(shape[-2:]):
+                    declared = int(declared_shape[0])
+            frame_shape = shape[-2:]
+            one_frame_series = len(all_series) > 1 and all(
+                len(s.shape) == 2 and s.shape == shape and s.dtype == dtype and len(s.pages) == 1 for s in all_series
+            )
+            if one_frame_series:
+                # Written frame by frame (TiffWriter.write per frame): one series per page.
+                pages = [s.pages[0].index for s in all_series]
+                ends = [self._page_end(tif.pages[i]) for i in pages]
+                self._check(shape, dtype, self.path)
+                complete = sum(1 for _ in _leading(ends, size))
+                chain_cut = any("page offset" in w or "corrupt" in w for w in warnings)
+                cut = complete < len(pages) or chain_cut
+                total = None if chain_cut else len(pages)
+                self._pages = pages[:complete]
+                self._page_offsets = self._memmappable(tif, self._pages)
+                self.shape = (complete, *frame_shape)
+                self.dtype = dtype
+                if cut:
+                    self._truncated(complete, total, allow_truncated)
+                return
+            # Otherwise several series of different shapes (an OME-TIFF with several
+            # positions, a thumbnail ...): the first series is the movie.
+            # Interleaved samples (…YXS) are colour images; planar samples (SYX, which
+            # older tifffile wrote for 3- or 4-frame stacks) are read as frames.
+            self._check(shape, dtype, self.path, rgb=axes.endswith("S"))
+            frames = 1 if len(shape) == 2 else shape[0]
+            frame_bytes = int(np.prod(frame_shape)) * np.dtype(dtype).itemsize
+            offset = getattr(series, "dataoffset", None)
+            if declared is not None and declared > frames and len(shape) == 2:
+                frames = declared  # tifffile fell back to one frame: the ImageJ data was cut
+            if offset is not None:
+                complete = max(0, min(frames, (size - offset) // frame_bytes))
+            else:
+                # Frames stored as separate pages (compressed, tiled, or not contiguous).
+                ends = [self._page_end(p) for p in tif.pages]
+                complete = min(frames, sum(1 for _ in _leading(ends, size)))
+                self._pages = list(range(complete))
+                self._page_offsets = self._memmappable(tif, self._pages)
+            chain_cut = any("page offset" in w or "corrupt" in w for w in warnings)
+            cut = complete < frames or chain_cut
+            self.shape = (complete, *frame_shape) if cut else ((1, *shape) if len(shape) == 2 else shape)
+            self.dtype = dtype
+            if cut:
+                self._truncated(complete, None if chain_cut and declared is None else frames, allow_truncated)
+                if offset is not None:
+                    self._data = np.memmap(self.path, dtype=np.dtype(dtype).newbyteorder(tif.byteorder), mode="r",
+                                           offset=offset, shape=self.shape)
+                return
+        if self._pages is None:
+            try:
+                self._data = tifffile.memmap(self.path, mode="r")
+                if self._data.ndim == 2:
+                    self._data = self._data[None]
+            except (ValueError, tifffile.TiffFileError):
+                self._data = None  # compressed or tiled: read page by page
+            if self._data is None:
+                self._pages = list(range(self.shape[0]))
+
+    @staticmethod
+    def _memmappable(tif, pages: list[int]) -> Optional[list[int]]:
+        """Data offsets of the pages when every one is stored uncompressed in one
+        piece (read by memory map, not by parsing the file again per chunk)."""
+        offsets = []
+        for i in pages:
+            page = tif.pages[i]
+            if not page.is_memmappable:
+                return None
+            offsets.append(int(page.dataoffsets[0]))
+        return offsets
+
+    @staticmethod
+    def _page_end(page) -> int:
+        offsets, counts = page.dataoffsets, page.databytecounts
+        if not offsets:
+            return 0
+        return max(int(o) + int(c) for o, c in zip(offsets, counts))
+
+    def _truncated(self, complete: int, total: Optional[int], allow: bool) -> None:
+        declared = f" of the {total} frames it declares" if total else ""
+        what = f"{self.path}: truncated file: the last readable frame is {complete}{declared}"
+        if complete == 0:
+            raise MovieError(f"{self.path}: truncated file: not even the first frame is complete")
+        if not allow:
+            raise MovieError(f"{what}; give --allow-truncated to localize frames 1..{complete}")
+        self.truncated = f"{what}; localizing frames 1..{complete} only"
 
     @staticmethod
     def _check(shape, dtype, path, rgb: bool = False) -> None:
@@ -65,6 +217,7 @@ class Movie:
                 + (" (RGB)" if rgb else "")
             )
 
+    # ------------------------------------------------------------------ reading
     def __len__(self) -> int:
         return self.shape[0]
 
@@ -73,15 +226,42 @@ class Movie:
             index = slice(int(index), int(index) + 1)
         start, stop, _ = index.indices(len(self))
         if self._files is not None:
-            return np.stack([tifffile.imread(f) for f in self._files[start:stop]])
+            frames = []
+            for f in self._files[start:stop]:
+                try:
+                    frames.append(tifffile.imread(f))
+                except (tifffile.TiffFileError, ValueError, IndexError, OSError) as exc:
+                    raise MovieError(f"{f}: cannot read this frame ({_first_line(exc)})") from None
+            return np.stack(frames) if frames else np.zeros((0, *self.shape[1:]), self.dtype)
         if self._data is not None:
             return np.asarray(self._data[start:stop])
-        with tifffile.TiffFile(self.path) as tif:
-            return np.stack([tif.pages[i].asarray() for i in range(start, stop)])
+        if self._page_offsets is not None:
+            raw = np.memmap(self.path, dtype=np.uint8, mode="r")
+            dtype = np.dtype(self.dtype).newbyteorder(self._byteorder)
+            n = int(np.prod(self.shape[1:])) * dtype.itemsize
+            out = np.empty((stop - start, *self.shape[1:]), self.dtype)
+            for j, i in enumerate(range(start, stop)):
+                o = self._page_offsets[i]
+                out[j] = raw[o:o + n].view(dtype).reshape(self.shape[1:])
+            return out
+        try:
+            with _tifffile_warnings(), tifffile.TiffFile(self.path) as tif:
+                frames = [tif.pages[self._pages[i]].asarray() for i in range(start, stop)]
+        except (tifffile.TiffFileError, ValueError, IndexError, OSError) as exc:
+            raise MovieError(f"{self.path}: cannot read frames {start + 1}..{stop} ({_first_line(exc)})") from None
+        return np.stack(frames) if frames else np.zeros((0, *self.shape[1:]), self.dtype)
 
 
-def open_movie(path: Union[str, Path]) -> Movie:
-    return Movie(path)
+def _leading(ends: list[int], size: int):
+    """The leading pages whose data lies inside the file."""
+    for end in ends:
+        if end > size or end == 0:
+            return
+        yield end
+
+
+def open_movie(path: Union[str, Path], allow_truncated: bool = False) -> Movie:
+    return Movie(path, allow_truncated=allow_truncated)
 
 
 def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tuple[int, int, int], dtype=np.uint16) -> None:

@@ -15,9 +15,12 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..utils import atomic_write
+from ..utils import atomic_write, atomic_write_group
 
-__all__ = ["TableError", "write_localizations_csv", "write_picasso_hdf5", "write_table", "read_table", "empty_table"]
+__all__ = [
+    "TableError", "write_localizations_csv", "write_picasso_hdf5", "write_table", "read_table", "empty_table",
+    "check_picasso_sidecar",
+]
 
 CSV_COLUMNS = [
     ("id", None),
@@ -33,16 +36,33 @@ CSV_COLUMNS = [
 ]
 EXTRA_CSV_COLUMNS = [("sigma_x [nm]", "sigma_x"), ("sigma_y [nm]", "sigma_y"), ("sigma_photons [photon]", "sigma_photons")]
 
-# Header aliases understood on reading (lower-case, quotes stripped) -> canonical column.
+# Header aliases understood on reading, after normalising a header (lower case, quotes
+# dropped, brackets and separators as "_": "x [nm]", "x (nm)", "X_nm" -> "x_nm") -> column.
 _ALIASES = {
-    "frame": "frame", "x [nm]": "x", "y [nm]": "y", "z [nm]": "z",
-    "intensity [photon]": "photons", "offset [photon]": "bg", "bkgstd [photon]": None,
-    "uncertainty_xy [nm]": "uncertainty_xy", "uncertainty [nm]": "uncertainty_xy",
-    "uncertainty_z [nm]": "sigma_z", "prob": "prob",
-    "sigma_x [nm]": "sigma_x", "sigma_y [nm]": "sigma_y", "sigma_photons [photon]": "sigma_photons",
-    # SMLM challenge 2016 ground truth
-    "xnano": "x", "ynano": "y", "znano": "z", "intensity": "photons",
+    "frame": "frame", "frames": "frame", "frame_number": "frame", "frame_nr": "frame", "frame_id": "frame",
+    "intensity_photon": "photons", "photons": "photons", "photon": "photons", "n_photons": "photons",
+    "intensity": "photons", "phot": "photons",
+    "offset_photon": "bg", "bg": "bg", "bg_photon": "bg", "background": "bg", "background_photon": "bg",
+    "bkgstd_photon": None,
+    "uncertainty_xy_nm": "uncertainty_xy", "uncertainty_nm": "uncertainty_xy",
+    "uncertainty_z_nm": "sigma_z", "prob": "prob", "probability": "prob",
+    "sigma_x_nm": "sigma_x", "sigma_y_nm": "sigma_y", "sigma_photons_photon": "sigma_photons",
 }
+# Coordinates: every usual spelling, with the factor to nm (None: pixels, needs the pixel size).
+_COORD_UNITS = {"nm": 1.0, "nano": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
+                "": 1.0, "um": 1000.0, "µm": 1000.0, "micron": 1000.0, "microns": 1000.0,
+                "px": None, "pix": None, "pixel": None, "pixels": None}
+for _axis in ("x", "y", "z"):
+    for _unit in _COORD_UNITS:
+        for _name in (f"{_axis}_{_unit}", f"{_axis}{_unit}", f"pos_{_axis}_{_unit}", f"position_{_axis}_{_unit}"):
+            _ALIASES.setdefault(_name.rstrip("_"), f"{_axis}:{_unit}")
+
+
+def _normalise_header(name: str) -> str:
+    import re
+
+    name = name.strip().strip('"').strip("'").strip().lower()
+    return re.sub(r"[\s_\-\[\]\(\)]+", "_", name).strip("_")
 
 
 class TableError(ValueError):
@@ -87,14 +107,18 @@ def write_localizations_csv(table: dict[str, np.ndarray], path: Union[str, Path]
     atomic_write(path, write)
 
 
-def _read_csv(path: Path) -> dict[str, np.ndarray]:
-    with open(path, newline="") as fh:
-        header = next(csv.reader(fh), None)
+def _read_csv(path: Path, pixel_size_nm: Optional[float] = None, first_frame: int = 1,
+              columns: Optional[dict] = None) -> dict[str, np.ndarray]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError:
+        raise TableError(f"{path}: not a text file; expected a CSV table") from None
     if not header:
         raise TableError(f"{path}: empty file, expected a CSV header")
-    names = [h.strip().strip('"').lower() for h in header]
+    names = [_normalise_header(h) for h in header]
     try:
-        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=float)
+        data = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=float, encoding="utf-8-sig")
     except ValueError as exc:
         raise TableError(f"{path}: could not parse numbers ({exc})") from None
     if data.size == 0:
@@ -102,17 +126,50 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     if data.shape[1] != len(names):
         raise TableError(f"{path}: header has {len(names)} columns but rows have {data.shape[1]}")
     table: dict[str, np.ndarray] = {}
+    used: dict[str, str] = {}
     for i, name in enumerate(names):
         key = _ALIASES.get(name)
-        if key:
-            table[key] = data[:, i]
+        if not key:
+            continue
+        if ":" in key:
+            key, unit = key.split(":")
+            factor = _COORD_UNITS[unit]
+            if factor is None:
+                if pixel_size_nm is None:
+                    raise TableError(f"{path}: column {header[i].strip()!r} is in camera pixels; give the pixel size in nm")
+                factor = pixel_size_nm
+            values = data[:, i] * factor
+        else:
+            values = data[:, i]
+        if key in table:
+            continue  # the first of two spellings wins (e.g. "x [nm]" before "x")
+        table[key] = values
+        used[key] = header[i].strip().strip('"')
     missing = [k for k in ("frame", "x", "y") if k not in table]
     if missing:
         raise TableError(
             f"{path}: missing column(s) {missing}; expected a ThunderSTORM-style header "
-            f"('frame', 'x [nm]', 'y [nm]', ...) or SMLM-challenge ('frame', 'xnano', 'ynano', ...); found {header}"
+            f"('frame', 'x [nm]', 'y [nm]', ...), x_nm / y_nm, or SMLM-challenge ('frame', 'xnano', 'ynano', ...); "
+            f"found {header}"
         )
-    table["frame"] = table["frame"].astype(np.int64) - 1  # 1-based in files
+    frames = table["frame"]
+    if len(frames):
+        if not np.isfinite(frames).all() or (frames != np.round(frames)).any():
+            row = int(np.argmax(~np.isfinite(frames) | (frames != np.round(frames))))
+            raise TableError(f"{path}: row {row + 1}: frame {float(frames[row]):g} is not a whole number")
+        if frames.min() < first_frame:
+            row = int(np.argmin(frames))
+            raise TableError(
+                f"{path}: row {row + 1}: frame {int(frames[row])}, but frames in a CSV table are numbered from "
+                f"{first_frame}" + (" (as ThunderSTORM); if this table counts from 0, say so (evaluate: --gt-first-frame 0)"
+                                    if first_frame == 1 else "")
+            )
+    for key in ("x", "y", "z"):
+        if key in table and len(table[key]) and not np.isfinite(table[key]).all():
+            bad = ~np.isfinite(table[key])
+            raise TableError(f"{path}: {int(bad.sum())} row(s) have a NaN or infinite {key} "
+                             f"(first: row {int(np.argmax(bad)) + 1}); remove them or fix the file")
+    table["frame"] = frames.astype(np.int64) - first_frame  # 0-based in memory
     if "uncertainty_xy" in table:
         u = table.pop("uncertainty_xy")
         table.setdefault("sigma_x", u)
@@ -122,6 +179,8 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
     table.setdefault("photons", np.full(n, np.nan))
     table.setdefault("bg", np.full(n, np.nan))
     table.setdefault("prob", np.ones(n))
+    if columns is not None:
+        columns.update(used)
     return table
 
 
@@ -213,7 +272,7 @@ def write_picasso_hdf5(
 ) -> None:
     """Picasso's format: dataset ``locs`` (x, y in camera pixels with pixel centres
     at integers, 0-based frames) and the ``.yaml`` sidecar Picasso Render needs.
-    Both files are written atomically (the sidecar first)."""
+    Both files are written as one atomic group: a failure leaves neither half new."""
     import h5py
     import yaml
 
@@ -241,13 +300,39 @@ def write_picasso_hdf5(
          "Frames": int(t), "Height": int(h), "Width": int(w)},
         {"Generated by": "napari-smlm", "Pixelsize": float(pixel_size_nm), **(extra_info or {})},
     ]
-    atomic_write(path.with_suffix(".yaml"), lambda tmp: Path(tmp).write_text(yaml.safe_dump_all(info, sort_keys=False)))
+    check_picasso_sidecar(path)
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
             f.create_dataset("locs", data=locs)
 
-    atomic_write(path, write)
+    # One group: a failure (a full disk) leaves both old files, never a new sidecar
+    # whose Pixelsize rescales an old table's coordinates on reading.
+    atomic_write_group({
+        path.with_suffix(".yaml"): lambda tmp: Path(tmp).write_text(yaml.safe_dump_all(info, sort_keys=False)),
+        path: write,
+    })
+
+
+def check_picasso_sidecar(path: Union[str, Path]) -> None:
+    """Refuse to write ``X.h5`` when ``X.yaml`` exists and is not a sidecar we wrote
+    (a camera YAML, a config): we never overwrite a file we did not write."""
+    import yaml
+
+    sidecar = Path(path).with_suffix(".yaml")
+    if not sidecar.exists():
+        return
+    ours = False
+    try:
+        ours = any(isinstance(doc, dict) and doc.get("Generated by") == "napari-smlm"
+                   for doc in yaml.safe_load_all(sidecar.read_text(encoding="utf-8")))
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        ours = False
+    if not ours:
+        raise TableError(
+            f"{path}: its Picasso sidecar {sidecar} would replace an existing file that napari-smlm did not write; "
+            f"choose another output name or move {sidecar.name}"
+        )
 
 
 def write_table(table: dict[str, np.ndarray], path: Union[str, Path], pixel_size_nm: Optional[float] = None,
@@ -264,14 +349,20 @@ def write_table(table: dict[str, np.ndarray], path: Union[str, Path], pixel_size
         raise TableError(f"{path}: unknown output format {suffix!r}; expected .csv, .h5 or .hdf5")
 
 
-def read_table(path: Union[str, Path], pixel_size_nm: Optional[float] = None) -> dict[str, np.ndarray]:
-    """Read a localization / emitter table (CSV or Picasso HDF5) into the canonical dict."""
+def read_table(path: Union[str, Path], pixel_size_nm: Optional[float] = None, first_frame: int = 1,
+               columns: Optional[dict] = None) -> dict[str, np.ndarray]:
+    """Read a localization / emitter table (CSV or Picasso HDF5) into the canonical dict.
+
+    ``first_frame``: the number of the first frame in a CSV table (1, as
+    ThunderSTORM; 0 for tables that count from 0). ``columns``, when given, is filled
+    with the header each canonical column was read from (CSV), to tell the user.
+    """
     path = Path(path)
     if not path.is_file():
         raise TableError(f"{path}: file not found")
     suffix = path.suffix.lower()
     if suffix == ".csv":
-        return _read_csv(path)
+        return _read_csv(path, pixel_size_nm, first_frame, columns)
     if suffix in (".h5", ".hdf5"):
         return _read_picasso(path, pixel_size_nm)
     raise TableError(f"{path}: unknown table format {suffix!r}; expected .csv, .h5 or .hdf5")
