@@ -95,20 +95,22 @@ def test_cancel_returns_localize_to_idle(make_napari_viewer, qtbot, messages):
     from napari.utils import progress
 
     viewer = make_napari_viewer()
-    add_sample(viewer, frames=300)
+    movie, _ = add_sample(viewer, frames=100)
+    long_movie = viewer.add_image(np.tile(movie.data, (12, 1, 1)), name="long movie")  # 1,200 frames
     w = open_widget(viewer, "Localize")
+    w.image.value = long_movie
     w.camera.value = "EMCCD preset"
     click(w.run_button)
     assert w.worker is not None and not w.run_button.enabled and w.cancel_button.enabled
-    qtbot.waitUntil(lambda: w.progress.value > 0, timeout=60_000)
-    click(w.cancel_button)
+    w.worker.yielded.connect(lambda *_: w.cancel_button.enabled and click(w.cancel_button))  # at the first progress
     wait_idle(qtbot, w, timeout=60_000)
     assert w.run_button.enabled and not w.cancel_button.enabled
-    assert "cancelled after" in w.summary.value and "of 300 frames" in w.summary.value
+    assert "cancelled after" in w.summary.value and "of 1200 frames" in w.summary.value
     assert w.layer is None and not messages["error"], messages["error"]
     assert any("cancelled after" in m for m in messages["info"])
     assert not [p for p in progress._all_instances if "localizing" in str(p.desc)]  # activity bar closed
     # and it runs again afterwards
+    w.image.value = movie
     w.last_frame.value = 5
     click(w.run_button)
     wait_idle(qtbot, w)
@@ -164,6 +166,18 @@ def test_errors_appear_once_in_the_guis_words(make_napari_viewer, qtbot, message
         wait_idle(qtbot, w)
         assert messages["error"][n:] == ["device cuda: no CUDA device is available"]
         n += 1
+    # a failed camera estimate says what to do instead
+    import napari_smlm.core.camera as core_camera
+
+    def too_uniform(*args, **kwargs):
+        raise ValueError("camera estimation: the movie's background is too uniform")
+
+    monkeypatch.setattr(core_camera, "estimate_camera", too_uniform)
+    assert w.estimate_camera() is None
+    assert messages["error"][n:] == ["camera estimation: the movie's background is too uniform; "
+                                     "choose 'manual' and type the camera's values"]
+    assert w.camera.value == "EMCCD preset"  # unchanged
+    n += 1
     # a RuntimeError (how torch fails) in the worker: reported once, not swallowed by superqt
     import napari_smlm.core.localize as core_localize
 

@@ -5,8 +5,8 @@ from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label,
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, add_plot, connect_layer_updates, existing_file, file_value, layer_choices, layers_of, notify_error,
-                      style_figure)
+from ._common import (DockForm, add_plot, connect_layer_updates, existing_file, file_value, layer_choices, layers_of,
+                      notify_error, style_figure)
 
 FROM_FILE = "file..."
 
@@ -36,8 +36,8 @@ class EvaluateWidget(DockForm, Container):
         self.tolerance_z = FloatSpinBox(label="tolerance z [nm]", value=500.0, min=1, max=10000)
         self.button = PushButton(text="Evaluate")
         self.table = Label(value="")
-        self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance, self.tolerance_z,
-                     self.button])
+        self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance,
+                     self.tolerance_z, self.button])
         self._full_width(self.table)
         self.pred.changed.connect(lambda v: setattr(self.pred_file, "visible", v == FROM_FILE))
         self.gt.changed.connect(lambda v: setattr(self.gt_file, "visible", v == FROM_FILE))
@@ -62,9 +62,9 @@ class EvaluateWidget(DockForm, Container):
         if self.gt.value in (None, FROM_FILE) and not self.gt_file.visible:
             others = [lay for lay in points if lay != self.pred.value]  # == sees through napari's proxies
             marked = [lay for lay in others if lay.metadata.get("napari_smlm") == "ground truth"]
-            pick = (marked or [lay for lay in others if lay.metadata.get("napari_smlm") != "localizations"] or [None])[-1]
-            if pick is not None:
-                self.gt.value = pick
+            plain = [lay for lay in others if lay.metadata.get("napari_smlm") != "localizations"]
+            if marked or plain:
+                self.gt.value = (marked or plain)[-1]
 
     def _table_from(self, choice, file_edit, role):
         from ..core.io import read_table
@@ -78,7 +78,8 @@ class EvaluateWidget(DockForm, Container):
             raise ValueError(f"{role}: choose a Points layer or a file")
         px = float(choice.metadata.get("pixel_size_nm", self.pixel_size.value))
         shown = np.asarray(choice.shown, bool)
-        return points_to_table(choice.data[shown], {k: np.asarray(v)[shown] for k, v in choice.features.items()}, px), choice
+        features = {k: np.asarray(v)[shown] for k, v in choice.features.items()}
+        return points_to_table(choice.data[shown], features, px), choice
 
     def run(self, *_):
         from ..core.evaluation import evaluate, precision_recall_curve
@@ -87,9 +88,10 @@ class EvaluateWidget(DockForm, Container):
             if self.pred.value == self.gt.value and self.pred.value not in (None, FROM_FILE):
                 raise ValueError(f"'{self.pred.value.name}' is chosen as both localizations and ground truth; "
                                  "choose the ground truth (another layer, or a file)")
-            if (self.pred.value == FROM_FILE and self.gt.value == FROM_FILE
-                    and file_value(self.pred_file) is not None and file_value(self.pred_file) == file_value(self.gt_file)):
-                raise ValueError(f"{file_value(self.pred_file)} is chosen as both localizations and ground truth")
+            pred_path = file_value(self.pred_file)
+            if (self.pred.value == FROM_FILE and self.gt.value == FROM_FILE and pred_path is not None
+                    and pred_path == file_value(self.gt_file)):
+                raise ValueError(f"{pred_path} is chosen as both localizations and ground truth")
             pred, pred_layer = self._table_from(self.pred.value, self.pred_file, "localizations")
             gt, _ = self._table_from(self.gt.value, self.gt_file, "ground truth")
             metrics, m = evaluate(pred, gt, self.tolerance.value, self.tolerance_z.value)
@@ -121,7 +123,9 @@ class EvaluateWidget(DockForm, Container):
         for layer in self.layers:
             if layer in self.viewer.layers:
                 self.viewer.layers.remove(layer)
-        px = float(ref_layer.metadata.get("pixel_size_nm", self.pixel_size.value)) if ref_layer is not None else self.pixel_size.value
+        px = self.pixel_size.value
+        if ref_layer is not None:
+            px = float(ref_layer.metadata.get("pixel_size_nm", px))
         scale = (1.0, *ref_layer.scale[-2:]) if ref_layer is not None else (1.0, 1.0, 1.0)
         translate = (0.0, *ref_layer.translate[-2:]) if ref_layer is not None else (0.0, 0.0, 0.0)
         fp = np.setdiff1d(np.arange(m.n_pred), m.pred_index)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar, PushButton,
-                              SpinBox)
+from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar,
+                              PushButton, SpinBox)
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, existing_file, layer_choices,
-                      layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural, user_message, wrap_label)
+from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, existing_file,
+                      layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural,
+                      user_message, wrap_label)
 
 ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
 CAMERAS = [ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS]
@@ -199,7 +200,10 @@ class LocalizeWidget(DockForm, Container):
             movie = movie_from_layer(self.image.value)
             camera, report = estimate_camera(movie)
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            notify_error(f"camera estimate: {user_message(exc)}; choose '{MANUAL}' and type the camera's values")
+            message = user_message(exc)
+            if not message.startswith("camera estimation"):
+                message = f"camera estimation: {message}"
+            notify_error(f"{message}; choose '{MANUAL}' and type the camera's values")
             return None
         self.camera_report = dict(report)
         self.camera.value = MANUAL
@@ -271,8 +275,11 @@ class LocalizeWidget(DockForm, Container):
             self.summary.value = f"{exc}; nothing added"
             notify_info(f"localization {exc}")
             return
-        self.summary.value = f"failed: {user_message(exc)}"
-        notify_error(exc)
+        message = user_message(exc)
+        if message.startswith("camera estimation"):
+            message += f"; or choose '{MANUAL}' (Estimate fills it for you to correct) or '{EMCCD_PRESET}'"
+        self.summary.value = f"failed: {message}"
+        notify_error(message)
 
     def _on_finished(self):
         self.task = None

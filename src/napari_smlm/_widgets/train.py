@@ -5,12 +5,13 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, ProgressBar, PushButton,
+                              SpinBox)
 from napari.viewer import Viewer
 
 from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, existing_file,
-                      iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, style_figure,
-                      user_message, wrap_label)
+                      iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info,
+                      style_figure, user_message, wrap_label)
 
 PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference"}
 PRESET_TIP = ("quick (CPU minutes): the smoke config, a small model for trying things\n"
