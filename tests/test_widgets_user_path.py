@@ -91,6 +91,20 @@ def test_localize_default_settings_on_a_foreign_movie(make_napari_viewer, qtbot,
     assert "camera: " in w.summary.value and "120 frames" in w.summary.value
 
 
+def test_pixel_size_comes_from_the_tiff(make_napari_viewer, tmp_path):
+    import tifffile
+
+    path = tmp_path / "imagej.tif"
+    movie = np.random.default_rng(0).poisson(100, (5, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(path, movie, imagej=True, resolution=(1 / 0.16, 1 / 0.16), metadata={"unit": "um"})
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(path, plugin="napari-smlm")
+    w = open_widget(viewer, "Localize")
+    assert w.image.value == layer and w.pixel_size.value == pytest.approx(160.0)
+    t = open_widget(viewer, "Train")
+    assert t.pixel_size.value == pytest.approx(160.0)
+
+
 def test_cancel_returns_localize_to_idle(make_napari_viewer, qtbot, messages):
     from napari.utils import progress
 

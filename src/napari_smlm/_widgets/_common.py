@@ -169,11 +169,25 @@ def notify_info(message: str) -> None:
     show_info(message)
 
 
+def file_metadata(layer) -> dict:
+    """What the movie's file states about camera and pixel size (our reader's
+    ``camera_metadata``), or {}."""
+    return dict((getattr(layer, "metadata", None) or {}).get("camera_metadata") or {})
+
+
 def describe_camera(camera, report: Optional[dict] = None) -> str:
     """One line for the user: which camera turned ADU into photons."""
     if camera is None:
         return "none: the movie was taken as photons"
     if report:
+        try:  # the core's wording (the CLI prints the same), plus where the camera came from
+            from ..core.camera import describe_estimate
+
+            text = describe_estimate(report)
+            source = report.get("source", "")
+            return text if not source or source in text else f"{text}; {source}"
+        except (ImportError, KeyError, TypeError, ValueError):
+            pass
         def pm(value, err, fmt):
             s = format(value, fmt)
             return s + (f" ± {format(err, fmt)}" if err is not None and math.isfinite(err) else "")
@@ -254,10 +268,12 @@ _NM_PER_UNIT = {"nanometer": 1.0, "micrometer": 1e3, "millimeter": 1e6, "meter":
 
 def layer_pixel_size_nm(layer) -> Optional[float]:
     """The camera pixel of an image layer in nm, where the layer knows it: our
-    metadata (the sample, a simulated movie) or a scale in length units."""
+    metadata (the sample, a simulated movie), the TIFF's (our reader puts it in
+    ``camera_metadata``) or a scale in length units."""
     if layer is None:
         return None
-    px = (getattr(layer, "metadata", None) or {}).get("pixel_size_nm")
+    meta = getattr(layer, "metadata", None) or {}
+    px = meta.get("pixel_size_nm") or (meta.get("camera_metadata") or {}).get("pixel_size_nm")  # ours, the file's
     if px:
         return float(px)
     try:

@@ -16,7 +16,7 @@ from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
 from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, existing_file,
-                      layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural,
+                      file_metadata, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural,
                       user_message, wrap_label)
 
 ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
@@ -194,11 +194,12 @@ class LocalizeWidget(DockForm, Container):
 
     def estimate_camera(self, *_) -> Optional[dict]:
         """Estimate the camera from the movie and put it into the manual fields."""
-        from ..core.camera import estimate_camera
+        from ..core.camera import camera_for_movie
 
         try:
-            movie = movie_from_layer(self.image.value)
-            camera, report = estimate_camera(movie)
+            layer = self.image.value
+            movie = movie_from_layer(layer)
+            camera, report = camera_for_movie(movie, file_metadata(layer))
         except Exception as exc:  # noqa: BLE001 - shown to the user
             message = user_message(exc)
             if not message.startswith("camera estimation"):
@@ -211,7 +212,8 @@ class LocalizeWidget(DockForm, Container):
         self.e_per_adu.value = float(camera.e_per_adu)
         self.em_gain.value = float(camera.em_gain)
         self.qe.value = float(camera.qe)
-        self.camera_info.value = "estimate: " + describe_camera(camera, report)
+        from_file = report.get("method") == "file metadata"
+        self.camera_info.value = ("from the file: " if from_file else "estimate: ") + describe_camera(camera, report)
         self.camera_info.visible = True
         return self.camera_report
 
@@ -242,7 +244,7 @@ class LocalizeWidget(DockForm, Container):
         self._frames = (first, last)
         kwargs = dict(movie=movie, model=lm, camera=camera, pixel_size_nm=self.pixel_size.value,
                       device=self.device.value, frame_range=(first, last), threshold=self.threshold.value,
-                      cancel=self._cancel.is_set)
+                      cancel=self._cancel.is_set, metadata=file_metadata(layer))
 
         def work():
             from ._common import iterate_callback
@@ -398,9 +400,9 @@ class LocalizeWidget(DockForm, Container):
             frames = torch.from_numpy(np.asarray(movie[idx], np.float32))[None]
             camera = self._camera()
             if camera == "estimate":
-                from ..core.camera import estimate_camera
+                from ..core.camera import camera_for_movie
 
-                camera, _ = estimate_camera(movie)
+                camera, _ = camera_for_movie(movie, file_metadata(layer))
             if camera is not None:
                 frames = camera.to_photons(frames)
             with torch.no_grad():

@@ -10,7 +10,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
 from napari.viewer import Viewer
 
 from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, existing_file,
-                      iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info,
+                      file_metadata, iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info,
                       style_figure, user_message, wrap_label)
 
 PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference"}
@@ -125,7 +125,7 @@ class TrainWidget(DockForm, Container):
         """PSF width, photons, background and camera from the chosen movie."""
         import torch
 
-        from ..core.camera import Camera, estimate_camera
+        from ..core.camera import Camera, camera_for_movie
         from ..core.config import CameraConfig, from_dict
         from ..core.estimate import estimate_movie_parameters
 
@@ -139,7 +139,7 @@ class TrainWidget(DockForm, Container):
                 how = "camera from the layer's metadata: " + describe_camera(camera)
             else:
                 try:
-                    camera, report = estimate_camera(movie)
+                    camera, report = camera_for_movie(movie, file_metadata(layer))
                     how = "camera " + describe_camera(camera, report)
                 except ValueError as exc:
                     from_movie = False
