@@ -361,7 +361,7 @@ class DockForm:
     def form_layout(self):
         return self._widget._mgui_get_native_widget().layout()
 
-    def _fit_dock(self, min_width: int = 260) -> None:
+    def _fit_dock(self, min_width: int = 240) -> None:
         from qtpy.QtWidgets import QComboBox, QLineEdit
 
         inner = self._widget._mgui_get_native_widget()
@@ -371,9 +371,13 @@ class DockForm:
         for edit in inner.findChildren(QLineEdit):
             edit.setMinimumWidth(40)
         scroll = self.root_native_widget
-        scroll.setMinimumWidth(min_width)
         scroll.setMinimumHeight(120)
         self.form_layout.addStretch(1)  # rows keep their height when the dock is taller than the form
+        # The scroll area shows no horizontal bar: it must stay as wide as the form's
+        # narrowest layout plus the vertical bar, whenever rows appear or disappear.
+        self._width_keeper = _KeepWidth(scroll, inner, min_width)
+        inner.installEventFilter(self._width_keeper)
+        self._width_keeper.update()
 
     def _full_width(self, widget, after=None):
         """Put ``widget`` (a status label) across the whole dock, below the row of
@@ -389,6 +393,31 @@ class DockForm:
             index = layout.indexOf(row) + 1
         layout.insertWidget(index, widget.native)
         return widget
+
+
+def _keep_width_class():
+    from qtpy.QtCore import QEvent, QObject
+
+    class KeepWidth(QObject):
+        def __init__(self, scroll, inner, floor):
+            super().__init__(scroll)
+            self.scroll, self.inner, self.floor = scroll, inner, floor
+
+        def update(self):
+            bar = self.scroll.verticalScrollBar().sizeHint().width()
+            need = self.inner.minimumSizeHint().width() + bar + 2 * self.scroll.frameWidth()
+            self.scroll.setMinimumWidth(max(self.floor, need))
+
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.LayoutRequest:
+                self.update()
+            return False
+
+    return KeepWidth
+
+
+def _KeepWidth(scroll, inner, floor):  # noqa: N802 - a class made on first use (Qt is imported late)
+    return _keep_width_class()(scroll, inner, floor)
 
 
 def add_plot(widget, viewer, figsize=(3.2, 2.4), min_height=180):
