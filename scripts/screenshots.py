@@ -8,6 +8,7 @@ buttons clicked, workers awaited), and the whole window is saved as PNG.
 """
 
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -97,7 +98,7 @@ locs.visible = True
 
 tr = open_alone(viewer, "Train")
 # the preset (quick) defaults: 8 epochs of 60 steps, about a minute on 2 CPU cores
-tr.output.value = "/tmp/napari-smlm-screenshot-run"
+tr.output.value = tempfile.mkdtemp(prefix="napari-smlm-screenshot-run-")
 tr.start()
 wait(tr)
 bar = tr.native.verticalScrollBar()  # the curves are at the end of the form

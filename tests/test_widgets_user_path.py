@@ -234,6 +234,11 @@ def test_train_errors_and_stop(make_napari_viewer, qtbot, messages, tmp_path):
     assert "finished" not in messages["info"][-1]
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["epoch"] == 1 and state["step"] < 500 * 10
+    # the same output again: refused in the GUI's words, before any work
+    click(t.start_button)
+    assert t.worker is None and messages["error"][-1] == (
+        f"output: {tmp_path / 'run'} already holds a training run; choose another output folder, "
+        f"or continue that run with resume from {tmp_path / 'run' / 'last.pt'}")
     # the plots carry labels and a fixed Jaccard axis
     assert t.ax_loss.get_ylabel() == "loss" and t.ax_loss.get_xlabel() == "step"
     assert t.ax_val.get_ylim() == (0.0, 1.0)

@@ -207,6 +207,10 @@ class TrainWidget(DockForm, Container):
             cfg = self.config()
             resume = existing_file(self.resume, "resume from", "checkpoint file")
             resume = str(resume) if resume is not None else None
+            old_run = Path(cfg.output.run_dir) / "last.pt"
+            if resume is None and old_run.is_file():  # the trainer refuses it too, naming CLI options
+                raise ValueError(f"output: {old_run.parent} already holds a training run; choose another output "
+                                 f"folder, or continue that run with resume from {old_run}")
         except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(exc)
             return
