@@ -100,10 +100,14 @@ tr = open_alone(viewer, "Train")
 # the preset (quick) defaults: 8 epochs of 60 steps, about a minute on 2 CPU cores
 tr.output.value = tempfile.mkdtemp(prefix="napari-smlm-screenshot-run-")
 tr.start()
-wait(tr)
+t0 = time.time()
+while len(tr.val) < 5 and tr.task is not None and time.time() - t0 < 900:  # mid-run: progress, time left
+    app.processEvents()
+    time.sleep(0.05)
 bar = tr.native.verticalScrollBar()  # the curves are at the end of the form
 bar.setValue(bar.maximum())
 shot(viewer, "train.png")
+wait(tr)
 
 sim = open_alone(viewer, "Simulate")
 sim.frames.value = 50

@@ -371,7 +371,7 @@ class DockForm:
         for edit in inner.findChildren(QLineEdit):
             edit.setMinimumWidth(40)
         scroll = self.root_native_widget
-        scroll.setMinimumHeight(120)
+        scroll.setMinimumHeight(90)
         self.form_layout.addStretch(1)  # rows keep their height when the dock is taller than the form
         # The scroll area shows no horizontal bar: it must stay as wide as the form's
         # narrowest layout plus the vertical bar, whenever rows appear or disappear.
