@@ -253,3 +253,17 @@ def test_evaluate_never_compares_a_layer_with_itself(make_napari_viewer, message
     assert e.run() is None
     assert "both localizations and ground truth" in messages["error"][-1]
     assert e.table.value == ""
+
+
+def test_messages_never_pass_on_pytorchs_unsafe_loading_advice():
+    from napari_smlm._widgets._common import user_message
+
+    raw = ("run/x.pt: cannot load: Weights only load failed. This file can still be loaded, to do so you have two "
+           "options, do those steps only if you trust the source of the checkpoint.\n\t(1) In PyTorch 2.6, we changed "
+           "the default value of the `weights_only` argument in `torch.load` from `False` to `True`. Re-running "
+           "`torch.load` with `weights_only` set to `False` will likely succeed, but it can result in arbitrary code "
+           "execution.\n\tWeightsUnpickler error: Unsupported global: GLOBAL argparse.Namespace was not an allowed "
+           "global by default. Please use `torch.serialization.add_safe_globals([argparse.Namespace])`.")
+    assert user_message(raw) == ("run/x.pt: cannot load: Weights only load failed. "
+                                 "The file holds more than weights and is not loaded.")
+    assert user_message("--model x.pt: not found; --device cuda: no GPU") == "model x.pt: not found; device cuda: no GPU"

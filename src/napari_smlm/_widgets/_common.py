@@ -143,15 +143,21 @@ _OPTION_NAMES = {
 }
 
 
+# PyTorch's advice on files that need unpickling: how to load them anyway. Never shown.
+_UNSAFE_ADVICE = re.compile(r"weights_only|safe_globals|can still be loaded|trust|arbitrary code|[Uu]npickl|pickle"
+                            r"|\(\d\) ")
+
+
 def user_message(exc: BaseException | str) -> str:
     """An error in the GUI's words: CLI options become field names, PyTorch's advice
     to unpickle untrusted files is dropped, one paragraph."""
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
-    keep = [line for line in text.strip().splitlines()
-            if not re.search(r"weights_only|add_safe_globals|safe_globals|pickle", line)]
-    text = " ".join(line.strip() for line in keep if line.strip()) or "the file cannot be read safely"
-    # a sentence that still carries the advice (one-line torch messages)
-    text = re.sub(r"[^.;(]*weights_only[^.;)]*[.;]?", "", text).strip()
+    text = " ".join(line.strip() for line in text.strip().splitlines() if line.strip())
+    sentences = re.split(r"(?<=[.!?])\s+", text)
+    keep = [x for x in sentences if not _UNSAFE_ADVICE.search(x)]
+    text = " ".join(keep) if keep else ""
+    if len(keep) < len(sentences):
+        text = (text + " " if text else "") + "The file holds more than weights and is not loaded."
     for option, name in sorted(_OPTION_NAMES.items(), key=lambda kv: -len(kv[0])):
         text = re.sub(rf"(?<![\w-]){re.escape(option)}(?![\w-])", name, text)
     return text
