@@ -29,12 +29,17 @@ def cmd_simulate(args) -> int:
     from .core.config import load_config
     from .core.io import write_localizations_csv, write_movie
     from .core.simulation import Simulator
+    from .core.utils import WriteError, atomic_write_group, check_writable
 
     cfg = load_config(_config_path(args.config) if args.config else None, args.set)
     if args.frames < 1:
         raise ValueError(f"--frames: expected a positive number of frames, got {args.frames}")
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise WriteError(f"--out {out}: is a file; expected a folder (movie.tif and emitters.csv go into it)")
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("movie.tif", "emitters.csv"):
+        check_writable(out / name, "--out")
     sim = Simulator(cfg.simulation, "cpu", seed=args.seed)
     t0 = time.time()
     chunks, table, bg = sim.simulate_movie(args.frames)
@@ -46,8 +51,6 @@ def cmd_simulate(args) -> int:
             print(f"\r  simulated {done[0]}/{args.frames} frames", end="", flush=True)
             yield chunk.numpy()
 
-    write_movie(progress(), out / "movie.tif", (args.frames, sim.height, sim.width))
-    print()
     px = cfg.simulation.pixel_size_nm
     rows = table.x_px.floor().long().clamp(0, sim.width - 1), table.y_px.floor().long().clamp(0, sim.height - 1)
     gt = {
@@ -60,7 +63,12 @@ def cmd_simulate(args) -> int:
         "prob": np.ones(len(table)),
     }
     order = np.lexsort((gt["x"], gt["frame"]))
-    write_localizations_csv({k: v[order] for k, v in gt.items()}, out / "emitters.csv")
+    # Movie and truth are one group: a failure between them never pairs a new movie with old truth.
+    atomic_write_group({
+        out / "movie.tif": lambda tmp: write_movie(progress(), tmp, (args.frames, sim.height, sim.width)),
+        out / "emitters.csv": lambda tmp: write_localizations_csv({k: v[order] for k, v in gt.items()}, tmp),
+    })
+    print()
     print(
         f"wrote {out / 'movie.tif'} ({args.frames} frames of {sim.height}x{sim.width} px, uint16 ADU) and "
         f"{out / 'emitters.csv'} ({len(table)} emitter-frames, {len(table) / args.frames:.1f} per frame) "
@@ -69,9 +77,20 @@ def cmd_simulate(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: stop, say where the last good checkpoint is."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def cmd_train(args) -> int:
+    import signal
+
     from .core.config import load_config
     from .core.training import PrintProgress, Trainer
+    from .core.utils import WriteError
 
     overrides = list(args.set or [])
     if args.out:
@@ -90,54 +109,140 @@ def cmd_train(args) -> int:
         print(f"config OK: {cfg.model.architecture} with {info['parameters']:,} parameters on {trainer.device}")
         print(f"one batch {info['batch_shape']} forward and backward: loss={info['loss']:.4g} ({terms})")
         return 0
-    trainer = Trainer(cfg, resume=args.resume, progress=PrintProgress(every=args.print_every))
+    trainer = Trainer(cfg, resume=args.resume, progress=PrintProgress(every=args.print_every), overwrite=args.overwrite)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         trainer.fit()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; the last complete epoch is in {trainer.run_dir / 'last.pt'}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\n{what}; {trainer.last_good_checkpoint()}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
+    except WriteError as exc:
+        raise WriteError(f"{exc}; {trainer.last_good_checkpoint()}") from exc
     finally:
+        signal.signal(signal.SIGTERM, previous)
         trainer.close()
     return 0
 
 
 def _camera_from_args(args):
-    """Camera from --camera YAML, from flags, --estimate-camera, or (none given) estimated."""
+    """Camera from --camera YAML, from flags, --estimate-camera, or (none given) estimated.
+    Flags and YAML go through the one camera validator of core.config."""
     from .core.camera import Camera
+    from .core.config import camera_config, load_camera_config
 
     flags = {k: getattr(args, k) for k in ("baseline", "e_per_adu", "em_gain", "qe") if getattr(args, k) is not None}
-    if args.camera and flags:
+    if args.camera and (flags or args.camera_kind):
         raise ValueError("give the camera either as --camera YAML or as flags (--baseline ...), not both")
+    if args.camera and args.photons:
+        raise ValueError("--photons says the movie needs no camera conversion; leave out --camera")
     if args.camera:
-        return args.camera
+        return Camera.from_config(load_camera_config(args.camera))
     if args.photons:
         return None
-    if flags and not args.estimate_camera:
+    if args.camera_kind:
+        flags["kind"] = args.camera_kind
+    # Every flag is checked the same way in every mode (also with --estimate-camera).
+    camera_config(flags, required=False, flags=True)
+    if flags and not args.estimate_camera and set(flags) - {"kind"}:
         missing = [f"--{k.replace('_', '-')}" for k in ("baseline", "e_per_adu") if k not in flags]
         if missing:
             raise ValueError(f"camera flags: {', '.join(missing)} needed too (or use --estimate-camera)")
-        kind = args.camera_kind or ("emccd" if flags.get("em_gain", 1.0) > 1 else "scmos")
-        return Camera(baseline=flags["baseline"], e_per_adu=flags["e_per_adu"], em_gain=flags.get("em_gain", 1.0),
-                      qe=flags.get("qe", 1.0), read_noise_e=0.0, kind=kind)
+        flags.setdefault("kind", "emccd" if flags.get("em_gain", 1.0) > 1 else "scmos")
+        if flags["kind"] == "emccd":
+            flags.setdefault("em_gain", 1.0)
+        return Camera.from_config(camera_config(flags, required=True, flags=True))
     return "estimate"
+
+
+def describe_camera(camera) -> str:
+    if camera is None:
+        return "none (the movie is already in photons)"
+    gain = f", EM gain {camera.em_gain:g}" if camera.kind == "emccd" else ""
+    return (f"{camera.kind}, baseline {camera.baseline:g} ADU, {camera.e_per_adu:g} e-/ADU{gain}, QE {camera.qe:g}")
+
+
+def _number(value, name: str, low: float = 0.0, high: float = float("inf"), low_ok: bool = False):
+    """A finite number in (low, high] (or [low, high] with low_ok) from a flag, or None."""
+    import math
+
+    if value is None:
+        return None
+    ok = math.isfinite(value) and (value >= low if low_ok else value > low) and value <= high
+    if not ok:
+        rng = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+        raise ValueError(f"{name}: expected a finite number {rng}, got {value}")
+    return value
+
+
+def _frame_range(text: str, n_frames: int) -> tuple[int, int]:
+    """--frames FIRST:LAST (1-based, inclusive; either side may be left out) -> 0-based [start, stop)."""
+    parts = text.split(":")
+    try:
+        if len(parts) != 2:
+            raise ValueError
+        first = int(parts[0]) if parts[0].strip() else 1
+        last = int(parts[1]) if parts[1].strip() else n_frames
+    except ValueError:
+        raise ValueError(f"--frames {text}: expected FIRST:LAST, 1-based and inclusive, e.g. --frames 1:100") from None
+    if first < 1:
+        raise ValueError(f"--frames {text}: frames are numbered from 1")
+    if first > last:
+        raise ValueError(f"--frames {text}: the first frame ({first}) is after the last ({last})")
+    if last > n_frames:
+        raise ValueError(f"--frames {text}: the movie has only {n_frames} frames")
+    return first - 1, last
+
+
+def _same_file(a, b) -> bool:
+    import os
+
+    try:
+        return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def cmd_localize(args) -> int:
     from .core.inference import LocalizationModel
-    from .core.io import write_table
-    from .core.io.tables import TableError
-    from .core.localize import localize
+    from .core.io import open_movie, write_table
+    from .core.io.tables import TableError, check_picasso_sidecar
+    from .core.localize import check_movie, localize
+    from .core.utils import check_writable
 
+    # Outputs first: a wrong --out is found now, not after the network pass.
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".h5", ".hdf5"):
         raise TableError(f"--out {out}: expected a .csv, .h5 or .hdf5 file name")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
+    check_writable(out, "--out")
+    inputs = [args.movie] + ([args.camera] if args.camera else []) + ([args.model] if Path(args.model).exists() else [])
+    for given in inputs:
+        if _same_file(out, given):
+            raise TableError(f"--out {out}: is an input of this run ({given}); choose another output name")
+    if out.suffix.lower() != ".csv":
+        sidecar = out.with_suffix(".yaml")
+        if args.camera and _same_file(sidecar, args.camera):
+            raise TableError(f"--out {out}: its Picasso sidecar {sidecar} is the --camera file; choose another output name")
+        check_picasso_sidecar(out)
     batch = args.batch_size if args.batch_size == "auto" else _positive_int(args.batch_size, "--batch-size")
+    pixel_size = _number(args.pixel_size, "--pixel-size")
+    threshold = _number(args.threshold, "--threshold", high=1.0)
+    nms_radius = _number(args.nms_radius_nm, "--nms-radius-nm", low_ok=True)
+    max_memory = _number(args.max_memory_gb, "--max-memory-gb")
     camera = _camera_from_args(args)
-    estimate_kwargs = {"kind": args.camera_kind, "baseline": args.baseline, "qe": args.qe}
+    estimate_kwargs = {"kind": args.camera_kind, "baseline": args.baseline, "qe": args.qe or 1.0}
     if args.em_gain is not None:
         estimate_kwargs["em_gain"] = args.em_gain
+
+    # The movie next (seconds before the model is loaded).
+    movie = open_movie(args.movie, allow_truncated=args.allow_truncated)
+    shape = check_movie(movie, str(args.movie))
+    if movie.truncated:
+        print(f"warning: {movie.truncated}", file=sys.stderr)
+    frame_range = _frame_range(args.frames, shape[0]) if args.frames else None
+    if camera != "estimate":
+        print(f"camera: {describe_camera(camera)}")
+
     model = LocalizationModel.load(args.model)
     print(f"model: {model.source} ({model.model.architecture}, {model.frame_window}-frame window, "
           f"trained at {model.pixel_size_nm:g} nm pixels)")
@@ -151,14 +256,10 @@ def cmd_localize(args) -> int:
             rate = done / max(now - t_start, 1e-9)
             print(f"\r  {done}/{total} frames ({rate:.0f} frames/s)", end="", flush=True)
 
-    frame_range = None
-    if args.frames:
-        a, b = (int(v) for v in args.frames.split(":"))
-        frame_range = (a - 1, b)
     result = localize(
-        args.movie, model=model, camera=camera, pixel_size_nm=args.pixel_size, threshold=args.threshold,
-        device=args.device, batch_size=batch, max_memory_gb=args.max_memory_gb, frame_range=frame_range,
-        nms_radius_nm=args.nms_radius_nm, progress=progress, log=print, estimate_kwargs=estimate_kwargs,
+        movie if movie.truncated else args.movie, model=model, camera=camera, pixel_size_nm=pixel_size,
+        threshold=threshold, device=args.device, batch_size=batch, max_memory_gb=max_memory, frame_range=frame_range,
+        nms_radius_nm=nms_radius, progress=progress, log=print, estimate_kwargs=estimate_kwargs,
     )
     print()
     table = result.table()
@@ -172,6 +273,8 @@ def cmd_localize(args) -> int:
           f"at threshold {result.threshold:g}; {n_frames / total:.0f} frames/s "
           f"(read {t.get('read', 0):.1f} s, network {t.get('network', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s, "
           f"write {t['write']:.1f} s, batch size {t.get('batch_size')})")
+    if movie.truncated:
+        print(f"note: {movie.truncated}")
     print(f"wrote {out}" + (f" and {out.with_suffix('.yaml')}" if out.suffix.lower() != ".csv" else ""))
     return 0
 
@@ -191,14 +294,30 @@ def cmd_evaluate(args) -> int:
 
     from .core.evaluation import evaluate, save_plots
     from .core.io import read_table
-    from .core.utils import atomic_write
+    from .core.utils import WriteError, atomic_write, check_writable
 
-    pred = read_table(args.locs, pixel_size_nm=args.pixel_size)
-    gt = read_table(args.gt, pixel_size_nm=args.pixel_size)
+    if args.json:
+        check_writable(args.json, "--json")
+    if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
+        raise WriteError(f"--plots {args.plots}: is a file; expected a folder")
+    tolerance = _number(args.tolerance_nm, "--tolerance-nm")
+    tolerance_z = _number(args.tolerance_z_nm, "--tolerance-z-nm")
+    pred_cols, gt_cols = {}, {}
+    pred = read_table(args.locs, pixel_size_nm=args.pixel_size, columns=pred_cols)
+    gt = read_table(args.gt, pixel_size_nm=args.pixel_size, first_frame=args.gt_first_frame, columns=gt_cols)
+    for name, cols in ((args.gt, gt_cols), (args.locs, pred_cols)):
+        if cols and (cols is gt_cols or any(h.lower() not in _OUR_HEADERS for h in cols.values())):
+            print(f"{name}: columns used: " + ", ".join(f"{k} <- {h!r}" for k, h in cols.items()))
     if args.threshold is not None:
         keep = pred["prob"] >= args.threshold
         pred = {k: v[keep] for k, v in pred.items()}
-    metrics, m = evaluate(pred, gt, args.tolerance_nm, args.tolerance_z_nm)
+    from .core.evaluation import EvaluationError
+
+    try:
+        metrics, m = evaluate(pred, gt, tolerance, tolerance_z, frame_check=not args.no_frame_check)
+    except EvaluationError as exc:
+        text = str(exc).replace("localizations", str(args.locs), 1).replace("ground truth", str(args.gt), 1)
+        raise EvaluationError(text) from None
     rows = [
         ("predictions / ground truth", f"{int(metrics['n_pred'])} / {int(metrics['n_gt'])}"),
         ("TP / FP / FN", f"{int(metrics['tp'])} / {int(metrics['fp'])} / {int(metrics['fn'])}"),
@@ -215,12 +334,29 @@ def cmd_evaluate(args) -> int:
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
     if args.json:
-        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
-        print(f"wrote {args.json}")
+        atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
+        print(f"wrote {args.json}", file=sys.stderr if _is_stream(args.json) else sys.stdout)
     if args.plots:
         for f in save_plots(pred, gt, m, args.plots):
             print(f"wrote {f}")
     return 0
+
+
+_OUR_HEADERS = {"frame": "frame", "x [nm]": "x", "y [nm]": "y", "z [nm]": "z", "intensity [photon]": "photons",
+                "offset [photon]": "bg", "prob": "prob", "uncertainty_xy [nm]": "uncertainty_xy",
+                "uncertainty_z [nm]": "sigma_z", "sigma_x [nm]": "sigma_x", "sigma_y [nm]": "sigma_y",
+                "sigma_photons [photon]": "sigma_photons"}
+
+
+def _is_stream(path) -> bool:
+    """stdout, stderr or a pipe: progress lines must not mix into what is written there."""
+    import os
+    import stat
+
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def cmd_render(args) -> int:
@@ -230,9 +366,16 @@ def cmd_render(args) -> int:
     from .core.render import render
     from .core.utils import atomic_write
 
+    from .core.utils import check_writable
+
     out = Path(args.out)
     if out.suffix.lower() not in (".tif", ".tiff"):
         raise ValueError(f"--out {out}: expected a .tif file name")
+    check_writable(out, "--out")
+    if _same_file(out, args.locs):
+        raise ValueError(f"--out {out}: is the input table; choose another output name")
+    _number(args.pixel_size_nm, "--pixel-size-nm")
+    _number(args.sigma_nm, "--sigma-nm")
     table = read_table(args.locs, pixel_size_nm=args.camera_pixel_size)
     if args.threshold is not None:
         keep = table["prob"] >= args.threshold
@@ -293,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (overrides output.run_dir)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value, e.g. training.epochs=1 (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="validate the config, build everything, run one batch forward and backward, exit")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory (without it, "
+                   "a run directory holding checkpoints is refused: continue it with --resume or choose another --out)")
     p.add_argument("--print-every", type=int, default=25, help="print a running loss every N steps (default 25)")
     p.set_defaults(func=cmd_train)
 
@@ -312,6 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] (default: the model's)")
     p.add_argument("--threshold", type=float, help="detection probability threshold (default: the model's, 0.5)")
     p.add_argument("--frames", help="frame range FIRST:LAST, 1-based inclusive (default: all)")
+    p.add_argument("--allow-truncated", action="store_true", help="localize the complete frames of a truncated TIFF "
+                   "(without it, a truncated file is an error naming its last readable frame)")
     p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
@@ -325,7 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance-z-nm", type=float, default=500.0, help="axial matching tolerance [nm] (default 500)")
     p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
-    p.add_argument("--json", help="write the metrics as JSON here")
+    p.add_argument("--gt-first-frame", type=int, choices=(0, 1), default=1,
+                   help="number of the first frame in a ground-truth CSV (default 1, as ThunderSTORM; 0 for tables counting from 0)")
+    p.add_argument("--no-frame-check", action="store_true",
+                   help="score as numbered even when the frames look one apart (a ±1 shift matches clearly better)")
+    p.add_argument("--json", help="write the metrics as JSON here (a file, or /dev/stdout)")
     p.add_argument("--plots", help="write PR curve and error histograms (PNG) into this folder")
     p.set_defaults(func=cmd_evaluate)
 
@@ -360,13 +511,19 @@ def main(argv=None) -> int:
         args.debug = "--debug" in (argv if argv is not None else sys.argv)
     try:
         return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C outside training: one line, no traceback
+        if args.debug:
+            raise
+        print("\nnapari-smlm: interrupted; no output was written or changed", file=sys.stderr)
+        return 130
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise
         from .core.config import ConfigError
 
         kind = "config error" if isinstance(exc, ConfigError) else "error"
-        print(f"napari-smlm: {kind}: {exc}", file=sys.stderr)
+        text = str(exc).strip() or type(exc).__name__
+        print(f"napari-smlm: {kind}: {text}", file=sys.stderr)
         return 1
 
 

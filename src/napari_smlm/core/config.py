@@ -36,6 +36,9 @@ __all__ = [
     "OutputConfig",
     "load_config",
     "save_config",
+    "camera_config",
+    "load_camera_config",
+    "CAMERA_FLAGS",
     "from_dict",
     "to_dict",
     "apply_overrides",
@@ -353,7 +356,7 @@ def _convert(value: Any, tp: Any, key: str, meta: dict) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail()
         value = float(value)
-        if value != value:  # NaN
+        if value != value or value in (float("inf"), float("-inf")):  # NaN or infinite
             fail()
     elif tp is str:
         if not isinstance(value, str):
@@ -428,7 +431,13 @@ def read_yaml(path: Union[str, Path], what: str = "config") -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} file not found")
     try:
-        return yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (a {what} YAML file is text; this one holds binary data)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what} file ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
 
@@ -441,6 +450,13 @@ def load_config(path: Union[str, Path, None] = None, overrides: Optional[list[st
         data = read_yaml(path, "config")
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+        if not data:
+            # An empty file would silently mean every built-in default (a 2.5 M parameter
+            # model): almost always a file that was not saved or the wrong path.
+            raise ConfigError(
+                f"{path}: empty config file; expected sections such as simulation, model and training "
+                f"(start from a shipped config: --config default_2d or --config smoke)"
+            )
     data = apply_overrides(data, overrides or [])
     try:
         return from_dict(Config, data)
@@ -451,4 +467,84 @@ def load_config(path: Union[str, Path, None] = None, overrides: Optional[list[st
 
 
 def save_config(cfg: Config, path: Union[str, Path]) -> None:
-    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    from .utils import atomic_write
+
+    atomic_write(path, lambda tmp: Path(tmp).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False)))
+
+
+# ----------------------------------------------------------------------------- cameras for inference
+
+# Command-line flag of each camera key (errors name what the user typed).
+CAMERA_FLAGS = {"kind": "--camera-kind", "baseline": "--baseline", "e_per_adu": "--e-per-adu",
+                "em_gain": "--em-gain", "qe": "--qe", "read_noise_e": "--read-noise-e", "max_adu": "--max-adu"}
+
+
+def camera_config(data: Any, where: str = "camera", required: bool = True, flags: bool = False) -> CameraConfig:
+    """The one validator of a camera given for inference: YAML, command-line flags
+    (``flags=True``: errors name ``--qe`` rather than ``camera.qe``) and the widgets.
+
+    With ``required``, a camera must state its ``kind``, ``baseline`` and
+    ``e_per_adu`` (and ``em_gain`` for an EMCCD): a camera file is never silently
+    completed with another camera's defaults. ``qe`` defaults to 1 (photoelectrons
+    counted as photons) and ``read_noise_e`` to 0; neither changes a conversion
+    unless given.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of camera keys (kind, baseline, e_per_adu, em_gain, qe), got {data!r}")
+    data = dict(data)
+    name = (lambda k: CAMERA_FLAGS.get(k, k)) if flags else (lambda k: k)
+
+    def build(values: dict) -> CameraConfig:
+        try:
+            return from_dict(CameraConfig, values, "camera")
+        except ConfigError as exc:
+            msg = str(exc)
+            if flags:
+                for key, flag in CAMERA_FLAGS.items():
+                    if msg.startswith(f"camera.{key}:"):
+                        msg = flag + msg[len(f"camera.{key}"):]
+                        break
+                raise ConfigError(msg) from None
+            if where != "camera":
+                raise ConfigError(f"{where}: {msg}") from None
+            raise
+
+    cfg = build(data)  # the values given, each checked against its range, first
+    if required:
+        kind = data.get("kind")
+        needed = ["kind", "baseline", "e_per_adu"] if kind != "ideal" else ["kind"]
+        needed += ["em_gain"] if kind == "emccd" else []
+        missing = [k for k in needed if k not in data]
+        if missing:
+            raise ConfigError(
+                f"{where}: missing {', '.join(name(k) for k in missing)}; a camera must state its kind "
+                f"(emccd, scmos or ideal), baseline [ADU] and e_per_adu (electrons per ADU), and em_gain for an "
+                f"EMCCD (or leave the camera out to have it estimated from the movie)"
+            )
+        defaults = {"qe": 1.0, "read_noise_e": 0.0}
+        if kind != "emccd":
+            defaults["em_gain"] = 1.0
+        if kind == "ideal":
+            defaults.update(baseline=0.0, e_per_adu=1.0)
+        cfg = build({**defaults, **data})
+    if "em_gain" in data and cfg.kind != "emccd" and cfg.em_gain != 1.0:
+        raise ConfigError(f"{name('em_gain')}: an {cfg.kind} camera has no EM gain; expected 1 or {name('kind')} emccd, "
+                          f"got {cfg.em_gain:g}")
+    return cfg
+
+
+def load_camera_config(path: Union[str, Path]) -> CameraConfig:
+    """A camera YAML: the camera keys at the top level, under ``camera:``, or a whole
+    training config (``simulation.camera``); errors name the file."""
+    path = Path(path)
+    data = read_yaml(path, "camera")
+    if isinstance(data, dict) and "simulation" in data:
+        data = (data["simulation"] or {}).get("camera", {})
+    elif isinstance(data, dict) and "camera" in data:
+        data = data["camera"]
+    if data == {}:
+        raise ConfigError(f"{path}: empty camera file; expected the keys kind, baseline, e_per_adu (and em_gain, qe)")
+    try:
+        return camera_config(data, "camera")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -9,7 +9,56 @@ import numpy as np
 
 from .matching import MatchResult, match, metrics_from_match
 
-__all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots"]
+__all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots", "EvaluationError", "check_comparable"]
+
+
+class EvaluationError(ValueError):
+    """Two tables that cannot be compared as they are (units, frame numbering, NaN)."""
+
+
+def _span(table: dict) -> float:
+    """Lateral extent of a table in its own units (robust to a few outliers)."""
+    xy = np.concatenate([np.asarray(table["x"], float), np.asarray(table["y"], float)])
+    if len(xy) < 2:
+        return 0.0
+    lo, hi = np.percentile(xy, [1, 99])
+    return float(hi - lo)
+
+
+def check_comparable(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = np.inf,
+                     names: tuple[str, str] = ("localizations", "ground truth"), frame_check: bool = True) -> None:
+    """Refuse comparisons whose score would be silently wrong: NaN or infinite
+    coordinates, tables in different units (extents a factor > 5 apart: µm or pixels
+    under an nm header), and frames numbered one apart (a ±1 shift of the ground
+    truth matches clearly better: one table counts from 0, the other from 1)."""
+    for table, name in zip((pred, gt), names):
+        for key in ("frame", "x", "y", "z"):
+            if key in table and len(table[key]) and not np.isfinite(np.asarray(table[key], float)).all():
+                bad = ~np.isfinite(np.asarray(table[key], float))
+                raise EvaluationError(f"{name}: {int(bad.sum())} row(s) have a NaN or infinite {key} "
+                                      f"(first: row {int(np.argmax(bad)) + 1}); they cannot be matched")
+    sp, sg = _span(pred), _span(gt)
+    if sp > 0 and sg > 0 and max(sp / sg, sg / sp) > 5:
+        raise EvaluationError(
+            f"{names[0]} span {sp:.4g} and {names[1]} span {sg:.4g} in x/y: a factor {max(sp / sg, sg / sp):.0f} apart, "
+            f"so one table is in other units than its header says (µm or camera pixels under an nm header?); "
+            f"both must be in nm"
+        )
+    if not frame_check or not len(pred["frame"]) or not len(gt["frame"]):
+        return
+    scores = {}
+    for shift in (0, 1, -1):
+        shifted = {**gt, "frame": np.asarray(gt["frame"]) + shift}
+        m = match(pred, shifted, tolerance_nm, tolerance_z_nm)
+        scores[shift] = metrics_from_match(pred, shifted, m)["jaccard"]
+    best = max((1, -1), key=lambda k: scores[k])
+    if scores[best] > scores[0] + 0.1 and scores[best] > 1.5 * scores[0]:
+        raise EvaluationError(
+            f"{names[0]} and {names[1]} look one frame apart: with the ground truth's frames shifted by {best:+d} "
+            f"the Jaccard index is {scores[best]:.3f}, as numbered only {scores[0]:.3f}. One table counts frames from 0, "
+            f"the other from 1; say how the ground truth counts (evaluate --gt-first-frame 0 or 1), "
+            f"or --no-frame-check to score the tables as numbered"
+        )
 
 
 def efficiency(jaccard: float, rmse: float, alpha: float) -> float:
@@ -36,12 +85,18 @@ def precision_recall_curve(pred: dict, m: MatchResult) -> dict[str, np.ndarray]:
     return {"threshold": prob[order], "precision": precision, "recall": recall, "average_precision": ap}
 
 
-def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = 500.0) -> tuple[dict, MatchResult]:
+def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = 500.0,
+             check: bool = True, frame_check: bool = True) -> tuple[dict, MatchResult]:
     """Match per frame (Hungarian, within the tolerances) and compute: precision,
     recall, F1, Jaccard, RMSE lateral/axial/volumetric (nm), efficiency lateral
     (α = 1 nm⁻¹), axial (α = 0.5 nm⁻¹) and their mean, photon error (relative
     median and RMSE, where ground truth has photons), bias in x/y (nm, mean of
-    prediction - truth) and average precision over the probability threshold."""
+    prediction - truth) and average precision over the probability threshold.
+
+    ``check``: refuse tables that cannot be compared (see :func:`check_comparable`).
+    """
+    if check:
+        check_comparable(pred, gt, tolerance_nm, tolerance_z_nm, frame_check=frame_check)
     m = match(pred, gt, tolerance_nm, tolerance_z_nm)
     out = metrics_from_match(pred, gt, m)
     out["efficiency_lat"] = efficiency(out["jaccard"], out["rmse_lat"], 1.0)

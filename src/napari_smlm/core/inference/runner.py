@@ -66,20 +66,43 @@ class LocalizationModel:
 
     @classmethod
     def load(cls, model: Union[str, Path]) -> "LocalizationModel":
+        """Load a checkpoint for inference. Everything in it is checked here, and
+        errors name the file and the value (never an option the user did not give)."""
         path = resolve_model_path(model)
         state = load_checkpoint(path)
-        try:
-            net = model_from_checkpoint(state)
-        except (ValueError, RuntimeError, KeyError) as exc:
-            raise CheckpointError(f"{path}: cannot rebuild the model ({str(exc).splitlines()[0]})") from None
         inf = state["inference"]
+        if not isinstance(inf, dict):
+            raise CheckpointError(f"{path}: 'inference' is {type(inf).__name__}, expected a mapping")
+        missing = [k for k in ("frame_window", "scaling", "pixel_size_nm", "camera") if k not in inf]
+        if missing:
+            raise CheckpointError(f"{path}: the checkpoint's inference settings lack {', '.join(missing)}; "
+                                  f"the file is damaged or not written by napari-smlm")
+        try:
+            frame_window = _number(inf["frame_window"], "frame_window", int)
+            if frame_window < 1 or frame_window % 2 == 0:
+                raise ValueError(f"frame_window: expected a positive odd number of frames, got {frame_window}")
+            pixel_size_nm = _number(inf["pixel_size_nm"], "pixel_size_nm", float)
+            if not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
+                raise ValueError(f"pixel_size_nm: expected a positive number of nm, got {pixel_size_nm}")
+            threshold = _number(inf.get("detection_threshold", 0.5), "detection_threshold", float)
+            if not 0 < threshold <= 1:
+                raise ValueError(f"detection_threshold: expected a probability in (0, 1], got {threshold}")
+            scaling = from_dict(ScalingConfig, dict(inf["scaling"]), "scaling")
+            camera = Camera.from_config(from_dict(CameraConfig, dict(inf["camera"]), "camera"))
+        except (ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: invalid inference setting {exc}") from None
+        net = model_from_checkpoint(state, path)
+        model_window = int(getattr(net, "init_kwargs", {}).get("frame_window", frame_window))
+        if model_window != frame_window:
+            raise CheckpointError(f"{path}: inference frame_window {frame_window} differs from the model's "
+                                  f"{model_window}; the file is damaged")
         return cls(
             model=net.eval(),
-            frame_window=int(inf["frame_window"]),
-            scaling=from_dict(ScalingConfig, dict(inf["scaling"]), "inference.scaling"),
-            pixel_size_nm=float(inf["pixel_size_nm"]),
-            camera=Camera.from_config(from_dict(CameraConfig, dict(inf["camera"]), "inference.camera")),
-            detection_threshold=float(inf.get("detection_threshold", 0.5)),
+            frame_window=frame_window,
+            scaling=scaling,
+            pixel_size_nm=pixel_size_nm,
+            camera=camera,
+            detection_threshold=threshold,
             source=str(path),
             info={"epoch": state.get("epoch"), "step": state.get("step"), "best_metric": state.get("best_metric")},
         )
@@ -92,6 +115,17 @@ class LocalizationModel:
     @property
     def min_frame_size(self) -> int:
         return self.model.stride
+
+
+def _number(value, name: str, kind: type):
+    """A number from a checkpoint (a tensor, int or float), or a ValueError naming it."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name}: expected a number, got {value!r}")
+    if kind is int and float(value) != int(value):
+        raise ValueError(f"{name}: expected an integer, got {value!r}")
+    return kind(value)
 
 
 def available_memory_bytes(device: torch.device) -> int:

@@ -38,9 +38,12 @@ class CheckpointCallback(Callback):
         self.run_dir = Path(run_dir)
 
     def on_validation_end(self, trainer, info):
-        trainer.save(self.run_dir / "last.pt")
-        if info.get("improved"):
-            trainer.save(self.run_dir / "best.pt")
+        from .checkpoint import save_checkpoint
+
+        # One group: a full disk leaves last.pt and best.pt both at the previous epoch.
+        paths = [self.run_dir / "last.pt"] + ([self.run_dir / "best.pt"] if info.get("improved") else [])
+        save_checkpoint(trainer.state(), *paths)
+        trainer.saved_epoch = trainer.epoch
 
 
 class MetricsCSVCallback(Callback):
@@ -172,4 +175,6 @@ class PrintProgress:
                 f"({m['seconds']:.1f} s){'  *best*' if event.get('improved') else ''}"
             )
         elif kind == "end":
+            if event["reason"] == "interrupted" or event["reason"].startswith("failed"):
+                return  # the caller says what happened and where the last good checkpoint is
             self.print(f"done: {event['reason']}; best {event['monitor']}={event['best_metric']:.4g}; run directory {event['run_dir']}")

@@ -22,17 +22,50 @@ from ..targets import condition_maps
 from .callbacks import (
     Callback, CheckpointCallback, EarlyStopping, MetricsCSVCallback, ProgressCallback, TensorBoardCallback,
 )
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
 from .data import build_data
 from .factories import build_optimizer, build_scheduler
 
-__all__ = ["Trainer", "TrainingError", "resolve_device", "scale_input"]
+__all__ = ["Trainer", "TrainingError", "resolve_device", "scale_input", "existing_run"]
 
 _LOWER_IS_BETTER = ("loss", "rmse", "fp", "fn")
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. repeated non-finite losses); checkpoints stay intact."""
+
+
+RUN_FILES = ("last.pt", "best.pt", "metrics.csv")
+
+
+def existing_run(run_dir: str | Path) -> Optional[str]:
+    """What a run directory already holds (for the question "replace it?"), or None.
+
+    E.g. ``"best.pt: epoch 6, jaccard 0.763; last.pt: epoch 6"``; reads only the
+    small metrics.csv, never a checkpoint."""
+    run_dir = Path(run_dir)
+    present = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    if not present:
+        return None
+    parts = [", ".join(present)]
+    metrics = run_dir / "metrics.csv"
+    if metrics.is_file():
+        import csv
+
+        try:
+            with open(metrics, newline="") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error):
+            rows = []
+        if rows:
+            parts.append(f"{len(rows)} epoch(s)")
+            if "jaccard" in rows[0]:
+                try:
+                    best = max(float(r["jaccard"]) for r in rows if r.get("jaccard"))
+                    parts.append(f"best jaccard {best:.3f}")
+                except ValueError:
+                    pass
+    return "; ".join(parts)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -65,6 +98,10 @@ class Trainer:
     progress : function receiving small event dicts (``event`` = start / batch /
         validation / end), used by the CLI and the napari widget alike.
     callbacks : extra callbacks.
+    write_files : False for a dry run (no run directory).
+    overwrite : replace a finished run in ``run_dir``. Without it, a run directory
+        that holds checkpoints or metrics is refused unless ``resume`` is given (a
+        new run would silently replace best.pt); see :func:`existing_run`.
     """
 
     def __init__(
@@ -75,6 +112,7 @@ class Trainer:
         progress: Optional[Callable[[dict], None]] = None,
         callbacks: Optional[list[Callback]] = None,
         write_files: bool = True,
+        overwrite: bool = False,
     ):
         self.cfg = cfg
         self.run_dir = Path(run_dir or cfg.output.run_dir)
@@ -116,13 +154,26 @@ class Trainer:
         self._consecutive_nonfinite = 0
         self.example = None
         self._stop_reason: Optional[str] = None
+        self.saved_epoch: Optional[int] = None  # the epoch last.pt holds (1-based), once known
         if resume is not None:
             self._load(resume)
+            if Path(resume).resolve() == (self.run_dir / "last.pt").resolve():
+                self.saved_epoch = self.epoch or None
         elif cfg.training.init_weights:
             self._init_weights(cfg.training.init_weights)
 
         self.callbacks: list[Callback] = []
         if self.is_main and write_files:
+            found = existing_run(self.run_dir)
+            if found and resume is None and not overwrite:
+                raise TrainingError(
+                    f"{self.run_dir}: already holds a training run ({found}); a new run would replace it. "
+                    f"Continue it with --resume {self.run_dir / 'last.pt'}, choose another --out, "
+                    f"or give --overwrite to replace it"
+                )
+            if found and resume is None and overwrite:
+                for name in RUN_FILES:  # a half-replaced run would pair new metrics with old weights
+                    (self.run_dir / name).unlink(missing_ok=True)
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / "config.yaml")
             self.callbacks += [CheckpointCallback(self.run_dir), MetricsCSVCallback(self.run_dir)]
@@ -190,7 +241,7 @@ class Trainer:
             raise CheckpointError(
                 f"{path}: checkpoint model kwargs {state['model_kwargs']} differ from the config's {self.model.init_kwargs}"
             )
-        self.model.load_state_dict(state["state_dict"])
+        load_weights(self.model, state, path)
         return state
 
     def _init_weights(self, source: str) -> None:
@@ -343,7 +394,7 @@ class Trainer:
             "epoch": self.epoch, "epochs": tcfg.epochs, "steps_per_epoch": tcfg.steps_per_epoch,
             "world_size": self.world_size,
         })
-        reason = "finished"
+        reason = "interrupted"  # until the loop ends on its own
         self.model.train()
         try:
             while self.epoch < tcfg.epochs:
@@ -387,8 +438,14 @@ class Trainer:
                 self.history.append(row)
                 self._emit("on_validation_end", {"epoch": epoch, "metrics": metrics, "improved": improved})
                 if self._stop_reason:
-                    reason = self._stop_reason
                     break
+            reason = self._stop_reason or "finished"
+        except KeyboardInterrupt:
+            reason = "interrupted"
+            raise
+        except BaseException as exc:
+            reason = f"failed ({type(exc).__name__})"
+            raise
         finally:
             self._emit("on_train_end", {
                 "reason": reason, "epoch": self.epoch, "best_metric": self.best_metric, "monitor": self.monitor,
@@ -404,6 +461,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return {"loss": float(loss.detach()), "loss_terms": {k: float(v) for k, v in terms.items()},
                 "batch_shape": tuple(batch["frames"].shape), "parameters": self.parameter_count}
+
+    def last_good_checkpoint(self) -> str:
+        """Where training can continue from, in words (after an interruption or a failure)."""
+        last = self.run_dir / "last.pt"
+        if last.is_file():
+            epoch = f" (epoch {self.saved_epoch})" if self.saved_epoch else ""
+            return f"the last complete epoch{epoch} is in {last}; continue with --resume {last}"
+        return f"no epoch was completed, so there is no checkpoint in {self.run_dir}"
 
     def close(self) -> None:
         if self.world_size > 1 and torch.distributed.is_initialized():
