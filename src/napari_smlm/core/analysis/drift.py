@@ -236,12 +236,13 @@ def drift_fiducials(table: dict, min_on_fraction: float = 0.7, radius_nm: float 
 
 # ---------------------------------------------------------------------------- AIM
 def drift_aim(table: dict, segment_frames: Optional[int] = None, radius_nm: float = 40.0,
-              max_step_nm: float = 100.0) -> dict:
+              max_step_nm: float = 100.0, passes: int = 2) -> dict:
     """Adaptive intersection maximisation. Segments of ``segment_frames`` (default: a
     twentieth of the movie, at least 20 frames) are shifted, one after another, to
     maximise the number of their localizations within ``radius_nm`` of the corrected
     localizations before them; the search starts at the previous segment's drift and
-    looks ``max_step_nm`` around it, coarse to fine."""
+    looks ``max_step_nm`` around it. Further ``passes`` align each segment again with
+    all the others, corrected."""
     from scipy.spatial import cKDTree
 
     frame, x, y = _xy(table)
@@ -266,11 +267,23 @@ def drift_aim(table: dict, segment_frames: Optional[int] = None, radius_nm: floa
         ref = np.vstack([ref, seg_pts - d[s]])
         if s % 4 == 0 or s == n_seg - 1:
             tree = cKDTree(ref)
+    # Second pass: each segment against all the others, now corrected (the first pass saw
+    # only the segments before it, sparse at the start).
+    for _ in range(passes - 1):
+        corrected = pts - d[which]
+        tree = cKDTree(corrected)
+        new = d.copy()
+        for s in range(n_seg):
+            mine = which == s
+            if mine.sum() >= 5:
+                new[s] = _best_shift(tree, pts[mine], d[s], radius_nm, 2 * radius_nm, exclude=np.nonzero(mine)[0])
+        d = new - new[0]
     centres = np.array([frame[which == s].mean() if (which == s).any() else f0 + (s + 0.5) * seg for s in range(n_seg)])
-    return _per_frame(f0, f1, centres, d, "aim", {"segments": n_seg, "segment_frames": seg})
+    return _per_frame(f0, f1, centres, d, "aim", {"segments": n_seg, "segment_frames": seg, "passes": passes})
 
 
-def _best_shift(tree, pts: np.ndarray, start: np.ndarray, radius: float, span: float) -> np.ndarray:
+def _best_shift(tree, pts: np.ndarray, start: np.ndarray, radius: float, span: float,
+                exclude: Optional[np.ndarray] = None) -> np.ndarray:
     """The shift s that brings most of ``pts`` within ``radius`` of the reference:
     the densest place among the displacements (point − reference neighbour) within
     ``span`` of ``start`` (a histogram smoothed to the radius), refined to the mean of
@@ -281,20 +294,37 @@ def _best_shift(tree, pts: np.ndarray, start: np.ndarray, radius: float, span: f
     if counts.sum() == 0:
         return start
     owner = np.repeat(np.arange(len(pts)), counts)
-    disp = pts[owner] - tree.data[np.concatenate([np.asarray(n, int) for n in neigh if n])]
-    bin_nm = radius / 4
+    other = np.concatenate([np.asarray(n, int) for n in neigh if n])
+    if exclude is not None:  # the segment's own points are no reference for it
+        mask = ~np.isin(other, exclude)
+        owner, other = owner[mask], other[mask]
+        if len(other) == 0:
+            return start
+    disp = pts[owner] - tree.data[other]
+    bin_nm = radius / 8
     n = int(np.ceil(2 * (span + radius) / bin_nm))
     lo = start - (span + radius)
     hist, _, _ = np.histogram2d(disp[:, 0], disp[:, 1], bins=n, range=((lo[0], lo[0] + n * bin_nm), (lo[1], lo[1] + n * bin_nm)))
+    # Smoothed by the intersection disk's scale: the count of points within ~radius of
+    # the shifted reference; its maximum to sub-bin precision by a quadratic fit.
     hist = ndimage.gaussian_filter(hist, radius / bin_nm / 2)
     i, j = np.unravel_index(int(np.argmax(hist)), hist.shape)
-    best = lo + (np.array([i, j]) + 0.5) * bin_nm
-    for _ in range(3):
-        near = np.hypot(*(disp - best).T) <= radius / 2
-        if near.sum() < 3:
-            break
-        best = disp[near].mean(0)
-    return best
+    i, j = min(max(i, 1), n - 2), min(max(j, 1), n - 2)
+    return lo + (np.array([i, j]) + 0.5 + _quadratic_peak(hist[i - 1:i + 2, j - 1:j + 2])) * bin_nm
+
+
+def _quadratic_peak(z: np.ndarray) -> np.ndarray:
+    """Offset (di, dj) of the maximum of a 2D quadratic through a 3x3 neighbourhood,
+    clipped to ±1 (the centre is the discrete maximum)."""
+    gi = (z[2, 1] - z[0, 1]) / 2
+    gj = (z[1, 2] - z[1, 0]) / 2
+    hii = z[2, 1] - 2 * z[1, 1] + z[0, 1]
+    hjj = z[1, 2] - 2 * z[1, 1] + z[1, 0]
+    hij = (z[2, 2] - z[2, 0] - z[0, 2] + z[0, 0]) / 4
+    h = np.array([[hii, hij], [hij, hjj]])
+    if np.linalg.det(h) <= 0 or hii >= 0:
+        return np.zeros(2)
+    return np.clip(-np.linalg.solve(h, [gi, gj]), -1, 1)
 
 
 # ---------------------------------------------------------------------------- helpers
