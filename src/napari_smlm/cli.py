@@ -498,6 +498,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--density", type=float, default=0.3, help="molecules per um^2 per frame (default 0.3)")
     p.add_argument("--model", default="default", help="model to localize with (default: the bundled model)")
     p.set_defaults(func=cmd_demo)
+
+    from .cli_analysis import add_parsers  # drift, merge, resolution
+
+    add_parsers(sub)
     return parser
 
 
