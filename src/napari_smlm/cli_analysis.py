@@ -108,8 +108,12 @@ def cmd_resolution(args) -> int:
 
     table = _read(args)
     f = frc(table, pixel_nm=args.frc_pixel_nm)
-    print(f"FRC resolution: {f['resolution_nm']:.1f} nm (1/7 threshold, {len(table['x'])} localizations, "
-          f"halves by blocks of 50 frames)")
+    if f["below_nyquist"]:
+        print(f"FRC resolution: finer than {2 * args.frc_pixel_nm:g} nm (the curve stays above 1/7 up to the render's "
+              f"Nyquist limit; use a smaller --frc-pixel-nm)")
+    else:
+        print(f"FRC resolution: {f['resolution_nm']:.1f} nm (1/7 threshold, {len(table['x'])} localizations, "
+              f"halves by blocks of 50 frames)")
     result = {"frc_resolution_nm": f["resolution_nm"], "frc": {"frequency_per_nm": f["frequency"].tolist(),
                                                                  "frc": f["frc"].tolist()}}
     try:

@@ -54,14 +54,17 @@ def apply_drift(table: dict, drift: dict, undo: bool = False) -> dict:
 # ---------------------------------------------------------------------------- RCC
 def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: float = 20.0, blur_nm: float = 20.0,
               max_drift_nm: float = 1000.0, residual_nm: Optional[float] = None) -> dict:
-    """Redundant cross-correlation. ``segment_frames`` defaults to 1/20 of the movie
-    (at least 100 frames); ``pixel_nm`` is the render's pixel; pairs whose shift
+    """Redundant cross-correlation. ``segment_frames`` defaults to the shortest segment
+    with 2,000 localizations, at least 100 frames and at most 30 segments; ``pixel_nm`` is the render's pixel; pairs whose shift
     disagrees with the solution by more than ``residual_nm`` (default 2 render
     pixels) are dropped and the drifts solved again."""
     frame, x, y = _xy(table)
     f0, f1 = int(frame.min()), int(frame.max())
     n_frames = f1 - f0 + 1
-    seg = int(segment_frames or max(100, n_frames // 20))
+    # Segments as short as the data allow (fast drift), each with enough localizations
+    # for an image (2,000), at most 30 of them (435 pairs).
+    per_frame = len(x) / n_frames
+    seg = int(segment_frames or max(100, int(np.ceil(n_frames / 30)), int(np.ceil(2000 / per_frame))))
     n_seg = max(2, int(np.ceil(n_frames / seg)))
     if n_frames < seg:
         raise ValueError(f"drift (rcc): {n_frames} frames make fewer than 2 segments of {seg} frames; use a smaller --segment-frames")
@@ -237,8 +240,8 @@ def drift_fiducials(table: dict, min_on_fraction: float = 0.7, radius_nm: float 
 # ---------------------------------------------------------------------------- AIM
 def drift_aim(table: dict, segment_frames: Optional[int] = None, radius_nm: float = 40.0,
               max_step_nm: float = 100.0, passes: int = 2) -> dict:
-    """Adaptive intersection maximisation. Segments of ``segment_frames`` (default: a
-    twentieth of the movie, at least 20 frames) are shifted, one after another, to
+    """Adaptive intersection maximisation. Segments of ``segment_frames`` (default: 100
+    frames, more where they would hold fewer than 500 localizations) are shifted, one after another, to
     maximise the number of their localizations within ``radius_nm`` of the corrected
     localizations before them; the search starts at the previous segment's drift and
     looks ``max_step_nm`` around it. Further ``passes`` align each segment again with
@@ -248,7 +251,7 @@ def drift_aim(table: dict, segment_frames: Optional[int] = None, radius_nm: floa
     frame, x, y = _xy(table)
     f0, f1 = int(frame.min()), int(frame.max())
     n_frames = f1 - f0 + 1
-    seg = int(segment_frames or max(20, n_frames // 20))
+    seg = int(segment_frames or max(100, int(np.ceil(500 * n_frames / len(x)))))  # ≥ 500 localizations each
     n_seg = max(2, int(np.ceil(n_frames / seg)))
     which = np.minimum((frame - f0) // seg, n_seg - 1)
     pts = np.stack([x, y], 1)

@@ -20,7 +20,9 @@ __all__ = ["frc", "nena"]
 
 def frc(table: dict, pixel_nm: float = 5.0, block_frames: int = 50, seed: int = 0, threshold: float = 1 / 7) -> dict:
     """FRC curve and resolution. Returns ``frequency`` (1/nm), ``frc``, ``resolution_nm``
-    (NaN where the curve never drops below ``threshold``) and ``threshold``."""
+    and ``threshold``; where the curve never drops below the threshold, the resolution
+    is finer than two render pixels: ``resolution_nm`` is NaN and ``below_nyquist``
+    True (render finer)."""
     frame = np.asarray(table["frame"]).astype(int)
     x, y = np.asarray(table["x"], float), np.asarray(table["y"], float)
     ok = np.isfinite(x) & np.isfinite(y)
@@ -52,13 +54,14 @@ def frc(table: dict, pixel_nm: float = 5.0, block_frames: int = 50, seed: int = 
     smooth = np.convolve(curve, np.ones(5) / 5, mode="same")  # the curve is noisy ring to ring
     below = np.nonzero((smooth < threshold) & (np.arange(n_rings) > 2))[0]
     if len(below) == 0:
-        res = float("nan")
+        res = float("nan")  # better than the render's Nyquist limit (2 pixels): see ``below_nyquist``
     else:
         k = int(below[0])
         # linear interpolation of the crossing between ring k-1 and k
         f = freq[k - 1] + (smooth[k - 1] - threshold) / max(smooth[k - 1] - smooth[k], 1e-12) * (freq[k] - freq[k - 1])
         res = float(1.0 / f) if f > 0 else float("nan")
-    return {"frequency": freq, "frc": smooth, "resolution_nm": res, "threshold": threshold}
+    return {"frequency": freq, "frc": smooth, "resolution_nm": res, "threshold": threshold,
+            "below_nyquist": bool(len(below) == 0), "pixel_nm": float(pixel_nm)}
 
 
 def nena(table: dict, max_distance_nm: float = 150.0) -> dict:
