@@ -1,6 +1,6 @@
 """Regenerate the user-guide screenshots from a real napari viewer.
 
-    xvfb-run -a .venv/bin/python scripts/screenshots.py [OUT_DIR]   (default docs/images)
+    xvfb-run -a .venv/bin/python scripts/screenshots.py [OUT_DIR [NAME ...]]   (default docs/images, all)
 
 The window is 1366×768 (a laptop screen). Each widget is opened as the Plugins menu
 opens it (``add_plugin_dock_widget``), alone, driven as a user would (values set,
@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import napari
+import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_smlm._sample_data import simulated_layers
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images")
+ONLY = set(sys.argv[2:])  # e.g. "drift": only those screenshots
 OUT.mkdir(parents=True, exist_ok=True)
 app = QApplication.instance() or QApplication([])
 
@@ -60,6 +62,48 @@ def open_alone(viewer, name):
     app.processEvents()
     return widget
 
+
+def drift_shot():
+    """A drifting acquisition (benchmarks/drift.py's simulator: rings, 5,000 frames),
+    corrected with the Drift widget's defaults, rendered before and after."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from drift import acquisition
+
+    from napari_smlm._layers import table_to_points
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    table, _, _, _ = acquisition("rings", 5000, seed=11, field=6400.0, per_frame=3.0)
+    data, features = table_to_points(table, 100.0)
+    points = viewer.add_points(data, features=features, name="drifting localizations", size=0.3, border_width=0,
+                               out_of_slice_display=True, face_color="white",
+                               metadata={"pixel_size_nm": 100.0, "napari_smlm": "localizations"})
+    from napari_smlm._layers import points_to_table, render_layer_kwargs
+    from napari_smlm.core.render import render
+
+    def rendered(name):
+        image = render(points_to_table(points.data, dict(points.features), 100.0), 5.0, shape_nm=(6600.0, 6600.0))
+        return viewer.add_image(image, name=name, colormap="hot", blending="additive",
+                                contrast_limits=(0, float(np.percentile(image[image > 0], 99.5))),
+                                **render_layer_kwargs(5.0, 100.0))
+
+    before = rendered("render before correction")
+    drift = open_alone(viewer, "Drift")
+    drift.correct()
+    wait(drift)
+    rendered("render after correction")
+    before.visible = points.visible = False
+    viewer.dims.axis_labels = ("frame", "y", "x")
+    viewer.reset_view()
+    viewer.camera.zoom *= 4
+    viewer.camera.center = (0, 20, 20)
+    shot(viewer, "drift.png")
+    viewer.close()
+
+
+if ONLY == {"drift"}:
+    drift_shot()
+    sys.exit(0)
 
 viewer = napari.Viewer(show=True)
 viewer.window._qt_window.resize(1366, 768)
@@ -118,3 +162,5 @@ for layer in viewer.layers:
 zoom_on_molecules(viewer, frame=10)
 shot(viewer, "simulate.png")
 viewer.close()
+
+drift_shot()

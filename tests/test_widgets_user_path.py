@@ -15,14 +15,15 @@ import pytest
 pytest.importorskip("napari", reason="napari is not installed (scripts/setup.sh testing installs it)")
 pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
-from napari_smlm._widgets import EvaluateWidget, LocalizeWidget, RenderWidget, SimulateWidget, TrainWidget  # noqa: E402
+from napari_smlm._widgets import (DriftWidget, EvaluateWidget, LocalizeWidget, RenderWidget, SimulateWidget,  # noqa: E402
+                                  TrainWidget)
 
 from .gui_helpers import (WIDGETS, add_sample, click, messages, open_widget, plugin_menu_action,  # noqa: E402,F401
                           shown_table, wait_idle)
 
 FOREIGN = Path(__file__).resolve().parents[2] / "shared" / "data" / "foreign"
 MOVIES = sorted(p.parent.name for p in FOREIGN.glob("*/movie.tif")) if FOREIGN.is_dir() else []
-CLASSES = dict(zip(WIDGETS, (LocalizeWidget, RenderWidget, TrainWidget, EvaluateWidget, SimulateWidget)))
+CLASSES = dict(zip(WIDGETS, (LocalizeWidget, RenderWidget, TrainWidget, DriftWidget, EvaluateWidget, SimulateWidget)))
 
 
 def test_every_widget_opens_from_the_manifest_and_fits_a_laptop(make_napari_viewer, qtbot):
@@ -46,7 +47,7 @@ def test_every_widget_opens_from_the_manifest_and_fits_a_laptop(make_napari_view
         # and is as wide as its form: nothing is cut off at the right
         inner = widget._widget._mgui_get_native_widget()
         assert widget.native.viewport().width() >= inner.minimumSizeHint().width(), name
-    # all five docks open: the window still fits a 1366x768 screen
+    # all six docks open: the window still fits a 1366x768 screen
     assert window.height() <= 768 and window.width() <= 1366, (window.width(), window.height())
     # one long status line wraps instead of widening the dock
     docks = viewer.window.dock_widgets
@@ -267,3 +268,39 @@ def test_messages_never_pass_on_pytorchs_unsafe_loading_advice():
     assert user_message(raw) == ("run/x.pt: cannot load: Weights only load failed. "
                                  "The file holds more than weights and is not loaded.")
     assert user_message("--model x.pt: not found; --device cuda: no GPU") == "model x.pt: not found; device cuda: no GPU"
+
+
+def test_drift_widget_corrects_undoes_merges_and_measures(make_napari_viewer, qtbot, messages):
+    """Drift from the Plugins menu on a drifting localization layer, default settings."""
+    from napari_smlm._layers import table_to_points
+
+    from .test_analysis import acquisition
+
+    table, true = acquisition(frames=2000, seed=7)
+    data, features = table_to_points({k: v for k, v in table.items() if k != "molecule"}, 100.0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_points(data, features=features, name="locs", metadata={"pixel_size_nm": 100.0,
+                                                                             "napari_smlm": "localizations"})
+    w = open_widget(viewer, "Drift")
+    assert w.points.value == layer  # our localizations, picked
+    before = np.array(layer.data)
+    click(w.correct_button)
+    wait_idle(qtbot, w)
+    assert not messages["error"], messages["error"]
+    assert "corrected: drift up to" in w.status.value and w.undo_button.enabled
+    f = table["frame"]
+    err = np.asarray(layer.features["x"]) - (table["x"] - true[f, 0])
+    assert np.std(err) < 8 and np.std(err) < 0.2 * np.std(true[f, 0])
+    assert np.allclose((layer.data[:, 2] + 0.5) * 100.0, layer.features["x"])  # points and features move together
+    click(w.undo_button)
+    assert np.allclose(layer.data, before) and not w.undo_button.enabled
+    click(w.merge_button)
+    wait_idle(qtbot, w)
+    merged = viewer.layers["locs merged"]
+    assert 0 < len(merged.data) < 0.8 * len(layer.data) and "merged" in w.status.value
+    click(w.resolution_button)
+    wait_idle(qtbot, w)
+    assert "FRC" in w.status.value and "NeNA precision 1" in w.status.value, w.status.value  # 12 nm simulated
+    w.points.value = None
+    click(w.correct_button)
+    assert messages["error"] and "choose a Points layer" in messages["error"][-1]

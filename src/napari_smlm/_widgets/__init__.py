@@ -1,9 +1,10 @@
 """napari dock widgets (thin: they call napari_smlm.core)."""
 
+from .drift import DriftWidget
 from .evaluate import EvaluateWidget
 from .localize import LocalizeWidget
 from .render import RenderWidget
 from .simulate import SimulateWidget
 from .train import TrainWidget
 
-__all__ = ["EvaluateWidget", "LocalizeWidget", "RenderWidget", "SimulateWidget", "TrainWidget"]
+__all__ = ["DriftWidget", "EvaluateWidget", "LocalizeWidget", "RenderWidget", "SimulateWidget", "TrainWidget"]
