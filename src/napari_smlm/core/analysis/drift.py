@@ -286,7 +286,7 @@ def drift_aim(table: dict, segment_frames: Optional[int] = None, radius_nm: floa
 
 
 def _best_shift(tree, pts: np.ndarray, start: np.ndarray, radius: float, span: float,
-                exclude: Optional[np.ndarray] = None) -> np.ndarray:
+                exclude: Optional[np.ndarray] = None, max_pairs: int = 2_000_000) -> np.ndarray:
     """The shift s that brings most of ``pts`` within ``radius`` of the reference:
     the densest place among the displacements (point − reference neighbour) within
     ``span`` of ``start`` (a histogram smoothed to the radius), refined to the mean of
@@ -294,6 +294,9 @@ def _best_shift(tree, pts: np.ndarray, start: np.ndarray, radius: float, span: f
     start = np.asarray(start, float)
     neigh = tree.query_ball_point(pts - start, r=span + radius)
     counts = np.fromiter((len(n) for n in neigh), int, len(neigh))
+    if counts.sum() > max_pairs:  # dense clusters (fiducials): a random share of the points is plenty
+        keep = np.random.default_rng(0).uniform(size=len(pts)) < max_pairs / counts.sum()
+        pts, neigh, counts = pts[keep], [n for n, k in zip(neigh, keep) if k], counts[keep]
     if counts.sum() == 0:
         return start
     owner = np.repeat(np.arange(len(pts)), counts)
