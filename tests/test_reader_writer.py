@@ -24,6 +24,7 @@ def test_reader_movies_and_tables(tmp_path):
     (layer,) = get_reader(str(tmp_path / "m.tif"))(str(tmp_path / "m.tif"))
     assert layer[2] == "image" and layer[0].shape == (3, 16, 16)
     assert layer[1]["metadata"]["camera_metadata"] == {}  # nothing stated
+    assert layer[1]["axis_labels"] == ("frame", "y", "x")
     tifffile.imwrite(tmp_path / "ij.tif", np.ones((5, 16, 16), np.uint16), imagej=True, resolution=(10.0, 10.0),
                      metadata={"unit": "um", "axes": "TYX"})
     (layer,) = get_reader(str(tmp_path / "ij.tif"))(str(tmp_path / "ij.tif"))

@@ -40,7 +40,8 @@ def _read_movie(path):
     movie = open_movie(path)
     data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible
     meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path)}
-    return [(data, {"name": Path(path).stem, "colormap": "gray", "metadata": meta}, "image")]
+    labels = {"axis_labels": ("frame", "y", "x")} if data.ndim == 3 else {}  # the slider says "frame"
+    return [(data, {"name": Path(path).stem, "colormap": "gray", "metadata": meta, **labels}, "image")]
 
 
 def _read_locs(path):
