@@ -123,7 +123,7 @@ def test_fifo_is_written_through_not_replaced(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
     reader.start()
     atomic_write(fifo, lambda tmp: open(tmp, "w").write("metrics"))
     reader.join(5)

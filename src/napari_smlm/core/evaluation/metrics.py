@@ -7,6 +7,7 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..utils import atomic_write
 from .matching import MatchResult, match, metrics_from_match
 
 __all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots", "EvaluationError", "check_comparable"]
@@ -137,7 +138,7 @@ def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path]
     ax.set_title(f"{title + ': ' if title else ''}AP = {curve['average_precision']:.3f}")
     fig.tight_layout()
     files.append(directory / "pr_curve.png")
-    fig.savefig(files[-1], dpi=100)
+    atomic_write(files[-1], lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
     pi, gi = m.pred_index, m.gt_index
@@ -152,6 +153,6 @@ def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path]
         ax.set_xlabel(f"predicted - true {key} [{unit}]")
     fig.tight_layout()
     files.append(directory / "error_histograms.png")
-    fig.savefig(files[-1], dpi=100)
+    atomic_write(files[-1], lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
     return files
