@@ -198,10 +198,14 @@ def test_output_problems_are_found_before_the_network_pass(sim, tmp_path, capsys
 
 
 def test_evaluate_json_to_stdout_and_through_a_symlink(sim, tmp_path, capsys):
-    proc = run_cli("evaluate", sim / "emitters.csv", sim / "emitters.csv", "--json", "/dev/stdout")
+    # Our own link to this process's stdout (what /dev/stdout is): a regression that replaced
+    # links or pipes replaces only this one, never the system's /dev/stdout (as root it could).
+    stdout = tmp_path / "stdout"
+    stdout.symlink_to("/proc/self/fd/1")
+    proc = run_cli("evaluate", sim / "emitters.csv", sim / "emitters.csv", "--json", stdout)
     start = proc.stdout.index("{")
     metrics = json.loads(proc.stdout[start:proc.stdout.rindex("}") + 1])
-    assert metrics["jaccard"] == 1.0 and "wrote /dev/stdout" in proc.stderr
+    assert metrics["jaccard"] == 1.0 and f"wrote {stdout}" in proc.stderr and stdout.is_symlink()
     (tmp_path / "real.json").write_text("{}")
     (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
     cli_ok(capsys, "evaluate", sim / "emitters.csv", sim / "emitters.csv", "--json", tmp_path / "link.json")

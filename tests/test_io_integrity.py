@@ -3,7 +3,9 @@ whole or not at all, special files and symlinks respected (issue 11, items 1, 3-
 
 import errno
 import os
+import stat
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,12 +145,17 @@ def test_symlink_target_is_replaced_not_the_link(tmp_path):
     assert target.read_text().startswith("id,frame,x [nm]")
 
 
-def test_full_device_is_an_error_naming_it():
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
-    with pytest.raises(WriteError, match=r"/dev/full: cannot write \(No space left on device\)"):
-        atomic_write("/dev/full", lambda tmp: open(tmp, "w").write("x" * 10000))
-    assert not os.path.isfile("/dev/full")  # still the device node
+def test_full_device_is_an_error_naming_it(tmp_path):
+    """A device that is always full (like /dev/full). Made in tmp_path: a regression
+    that replaced device nodes must not replace the system's /dev/full (as root it could)."""
+    full = tmp_path / "full"
+    try:
+        os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))  # the kernel's "full" device
+    except (PermissionError, OSError):
+        pytest.skip("cannot make a device node here (not root)")
+    with pytest.raises(WriteError, match=rf"{full}: cannot write \(No space left on device\)"):
+        atomic_write(full, lambda tmp: Path(tmp).write_text("x" * 10000))
+    assert full.is_char_device()  # still the device node
 
 
 # ----------------------------------------------------------------------------- items 8-9: tables read as meant
