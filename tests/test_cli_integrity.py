@@ -319,10 +319,15 @@ def test_broken_checkpoints_name_the_file_and_the_cause(sim, tmp_path, capsys, n
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "l.csv").exists()
 
 
-def test_unreadable_movie_named(tmp_path, capsys):
-    (tmp_path / "garbage.tif").write_bytes(b"garbage" * 100)
-    proc = cli_in_process(capsys, "localize", tmp_path / "garbage.tif", *CAMERA, "--out", tmp_path / "l.csv")
-    one_error_line(proc, f"{tmp_path / 'garbage.tif'}: not a readable TIFF")
+def test_unreadable_frame_in_a_folder_named_before_the_model(sim, tmp_path, capsys):
+    movie = tifffile.imread(sim / "movie.tif")
+    (tmp_path / "frames").mkdir()
+    for i, f in enumerate(movie):
+        tifffile.imwrite(tmp_path / "frames" / f"f{i:03d}.tif", f)
+    (tmp_path / "frames" / "f013.tif").write_bytes(b"garbage" * 100)
+    proc = cli_in_process(capsys, "localize", tmp_path / "frames", *CAMERA, "--out", tmp_path / "l.csv")
+    one_error_line(proc, f"{tmp_path / 'frames' / 'f013.tif'}: not a readable TIFF")
+    assert "model:" not in proc.stdout
 
 
 def test_ctrl_c_in_localize_is_one_line(sim, tmp_path):
