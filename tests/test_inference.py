@@ -168,3 +168,26 @@ def test_fine_grid_postprocessing_integrates_spread_probability():
         assert 0.8 < table["prob"][i] <= 0.95 and table["photons"][i] == pytest.approx(2000.0, rel=1e-4)
     # per-pixel post-processing on the same map finds nothing: no cell reaches 0.1
     assert len(maps_to_candidates(out, ("p", "photons", "x", "y", "z", "bg"), scaling, cell, min_prob=0.5)["x"]) == 0
+
+
+def test_precision_and_threads():
+    from napari_smlm.core.inference.runner import free_cores
+
+    cores = len(__import__("os").sched_getaffinity(0))
+    assert 1 <= free_cores() <= cores
+    lm = LocalizationModel.load("default")
+    movie = torch.rand(2, 3, 64, 64) * 50 + 40
+    fp32 = Infer(lm, device="cpu", precision="fp32", threads=1)
+    assert torch.get_num_threads() == 1 and fp32.threads == 1
+    with pytest.raises(ValueError, match="--precision: expected"):
+        Infer(lm, device="cpu", precision="half")
+    with pytest.raises(ValueError, match="CUDA only"):
+        Infer(lm, device="cpu", precision="fp16")
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        with pytest.raises(ValueError, match="no bfloat16"):
+            Infer(lm, device="cpu", precision="bf16")
+        return
+    a = torch.sigmoid(fp32.predict_maps(movie)[:, 0])
+    b = torch.sigmoid(Infer(lm, device="cpu", precision="bf16").predict_maps(movie)[:, 0])
+    diff = (a - b).abs().max().item()
+    assert 0 < diff < 0.05, diff  # reduced arithmetic, not another model

@@ -260,6 +260,7 @@ def cmd_localize(args) -> int:
         movie if movie.truncated else args.movie, model=model, camera=camera, pixel_size_nm=pixel_size,
         threshold=threshold, device=args.device, batch_size=batch, max_memory_gb=max_memory, frame_range=frame_range,
         nms_radius_nm=nms_radius, progress=progress, log=print, estimate_kwargs=estimate_kwargs,
+        precision=args.precision, threads=args.threads,
     )
     print()
     table = result.table()
@@ -461,6 +462,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(without it, a truncated file is an error naming its last readable frame)")
     p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
+                   help="network arithmetic: auto (fp16 on CUDA, fp32 on CPU), bf16 (CPUs with AVX-512 BF16 or AMX, "
+                        "and CUDA; faster, see docs/benchmarks/speed.md), fp16 (CUDA)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: the cores other work leaves free)")
     p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
     p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
     p.set_defaults(func=cmd_localize)

@@ -86,6 +86,8 @@ def localize(
     log: Callable[[str], None] = lambda s: None,
     estimate_kwargs: Optional[dict] = None,
     metadata: Optional[dict] = None,
+    precision: str = "auto",
+    threads: Optional[int] = None,
 ) -> LocalizeResult:
     """Localize molecules in ``movie`` (a path or a (T, Y, X) array in ADU).
 
@@ -117,7 +119,8 @@ def localize(
         raise ValueError(f"--threshold: expected a probability in (0, 1], got {threshold}")
 
     # Built first: it checks device, batch size and memory budget before long work.
-    infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size)
+    infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size,
+                  precision=precision, threads=threads)
     report = None
     if isinstance(camera, str) and camera == "estimate":
         camera, report = camera_for_movie(movie, metadata, **(estimate_kwargs or {}))
