@@ -463,8 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
-                   help="network arithmetic: auto (fp16 on CUDA, fp32 on CPU), bf16 (CPUs with AVX-512 BF16 or AMX, "
-                        "and CUDA; faster, see docs/benchmarks/speed.md), fp16 (CUDA)")
+                   help="network arithmetic: auto (fp16 on CUDA; bf16 on CPUs with AVX-512 BF16 or AMX, else fp32), "
+                        "fp32, bf16, fp16 (CUDA); see docs/benchmarks/precision.md")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores other work leaves free)")
     p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
     p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
@@ -478,7 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
     p.add_argument("--gt-first-frame", type=int, choices=(0, 1), default=1,
-                   help="number of the first frame in a ground-truth CSV (default 1, as ThunderSTORM; 0 for tables counting from 0)")
+                   help="number of the first frame in a ground-truth CSV "
+                        "(default 1, as ThunderSTORM; 0 for tables counting from 0)")
     p.add_argument("--no-frame-check", action="store_true",
                    help="score as numbered even when the frames look one apart (a ±1 shift matches clearly better)")
     p.add_argument("--json", help="write the metrics as JSON here (a file, or /dev/stdout)")

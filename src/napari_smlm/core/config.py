@@ -490,7 +490,8 @@ def camera_config(data: Any, where: str = "camera", required: bool = True, flags
     unless given.
     """
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of camera keys (kind, baseline, e_per_adu, em_gain, qe), got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping of camera keys (kind, baseline, e_per_adu, em_gain, qe), "
+                          f"got {data!r}")
     data = dict(data)
     name = (lambda k: CAMERA_FLAGS.get(k, k)) if flags else (lambda k: k)
 

@@ -104,7 +104,8 @@ def atomic_write_group(writes: Mapping[PathLike, Callable[[str], None]]) -> None
             except WriteError:
                 raise
             except Exception as exc:
-                raise WriteError(f"{path}: cannot write ({_describe(exc)}); the previous file, if any, is unchanged") from exc
+                raise WriteError(f"{path}: cannot write ({_describe(exc)}); "
+                                 f"the previous file, if any, is unchanged") from exc
         _replace_all(temps)
         temps = []
     finally:

@@ -74,7 +74,8 @@ def _load_failure(exc: BaseException) -> str:
 
         found = re.search(r"GLOBAL ([\w.]+)", text)
         what = f" ({found.group(1)})" if found else ""
-        return (f"cannot be read safely: it holds Python objects{what} besides tensors and plain containers; such files are never "
+        return (f"cannot be read safely: it holds Python objects{what} besides tensors and plain containers; "
+                f"such files are never "
                 f"loaded, and nothing in it was run")
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     first = lines[0] if lines else type(exc).__name__
@@ -99,8 +100,9 @@ def model_from_checkpoint(state: dict[str, Any], path: Union[str, Path] = "check
     try:
         model = build_model(state["architecture"], **dict(state["model_kwargs"]))
     except (ValueError, TypeError, KeyError) as exc:
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: cannot rebuild architecture {state['architecture']!r} with "
-                              f"{dict(state['model_kwargs'])} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+                              f"{dict(state['model_kwargs'])} ({why})") from None
     load_weights(model, state, path)
     return model
 
