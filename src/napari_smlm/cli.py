@@ -519,13 +519,17 @@ def main(argv=None) -> int:
         return 2
     if not getattr(args, "debug", False):
         args.debug = "--debug" in (argv if argv is not None else sys.argv)
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)  # `kill` is told like Ctrl-C
     try:
         return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C outside training: one line, no traceback
+    except KeyboardInterrupt as exc:  # Ctrl-C outside training: one line, no traceback
         if args.debug:
             raise
-        print("\nnapari-smlm: interrupted; no output was written or changed", file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"\nnapari-smlm: {what}; no output was written or changed", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # one clear line unless --debug
         if args.debug:
             raise
@@ -535,6 +539,8 @@ def main(argv=None) -> int:
         text = str(exc).strip() or type(exc).__name__
         print(f"napari-smlm: {kind}: {text}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
