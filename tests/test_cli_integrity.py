@@ -384,3 +384,17 @@ def test_evaluate_refuses_tables_that_cannot_be_compared(tmp_path, capsys):
     (tmp_path / "nan.csv").write_text(header + rows(gt, 1) + "5,nan,100,0\n")
     one_error_line(cli_in_process(capsys, "evaluate", tmp_path / "pred.csv", tmp_path / "nan.csv"),
                    "nan.csv: 1 row(s) have a NaN or infinite x (first: row 301)")
+
+
+def test_sigterm_in_localize_is_one_line(sim, tmp_path):
+    big = np.concatenate([tifffile.imread(sim / "movie.tif")] * 40)  # 800 frames
+    tifffile.imwrite(tmp_path / "big.tif", big)
+    proc = subprocess.Popen([sys.executable, "-m", "napari_smlm.cli", "localize", str(tmp_path / "big.tif"), *CAMERA,
+                             "--out", str(tmp_path / "l.csv"), "--batch-size", "4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(proc, "model:")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert "terminated (SIGTERM); no output was written or changed" in err and not (tmp_path / "l.csv").exists()
