@@ -199,3 +199,16 @@ def test_impossible_table_values_are_refused(tmp_path, rows, message):
 def test_zero_based_table_when_said_so(tmp_path):
     (tmp_path / "gt.csv").write_text("frame,x_nm,y_nm\n0,100,200\n4,200,300\n")
     assert read_table(tmp_path / "gt.csv", first_frame=0)["frame"].tolist() == [0, 4]
+
+
+def test_unit_check_spares_a_few_localizations_in_one_corner():
+    from napari_smlm.core.evaluation import EvaluationError, check_comparable
+
+    rng = np.random.default_rng(0)
+    gt = {"frame": np.arange(200) % 20, "x": rng.uniform(0, 6400, 200), "y": rng.uniform(0, 6400, 200), "z": np.zeros(200)}
+    corner = {"frame": np.arange(12) % 3, "x": rng.uniform(3000, 3100, 12), "y": rng.uniform(3000, 3100, 12), "z": np.zeros(12)}
+    check_comparable(corner, gt, frame_check=False)  # small extent, same magnitude: nm both
+    micro = {**gt, "x": gt["x"] / 1000, "y": gt["y"] / 1000}
+    with pytest.raises(EvaluationError, match="a factor 1000 apart"):
+        check_comparable(micro, gt, frame_check=False)
+    check_comparable(micro, gt, frame_check=False, unit_check=False)

@@ -315,7 +315,8 @@ def cmd_evaluate(args) -> int:
     from .core.evaluation import EvaluationError
 
     try:
-        metrics, m = evaluate(pred, gt, tolerance, tolerance_z, frame_check=not args.no_frame_check)
+        metrics, m = evaluate(pred, gt, tolerance, tolerance_z, frame_check=not args.no_frame_check,
+                              unit_check=not args.no_unit_check)
     except EvaluationError as exc:
         text = str(exc).replace("localizations", str(args.locs), 1).replace("ground truth", str(args.gt), 1)
         raise EvaluationError(text) from None
@@ -482,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 1, as ThunderSTORM; 0 for tables counting from 0)")
     p.add_argument("--no-frame-check", action="store_true",
                    help="score as numbered even when the frames look one apart (a ±1 shift matches clearly better)")
+    p.add_argument("--no-unit-check", action="store_true",
+                   help="compare even when the tables' extents are more than 5x apart (µm or pixels under an nm header?)")
     p.add_argument("--json", help="write the metrics as JSON here (a file, or /dev/stdout)")
     p.add_argument("--plots", help="write PR curve and error histograms (PNG) into this folder")
     p.set_defaults(func=cmd_evaluate)

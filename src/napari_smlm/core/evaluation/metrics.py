@@ -26,8 +26,15 @@ def _span(table: dict) -> float:
     return float(hi - lo)
 
 
+def _magnitude(table: dict) -> float:
+    """Typical size of the coordinates (99th percentile of |x|, |y|)."""
+    xy = np.abs(np.concatenate([np.asarray(table["x"], float), np.asarray(table["y"], float)]))
+    return float(np.percentile(xy, 99)) if len(xy) else 0.0
+
+
 def check_comparable(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = np.inf,
-                     names: tuple[str, str] = ("localizations", "ground truth"), frame_check: bool = True) -> None:
+                     names: tuple[str, str] = ("localizations", "ground truth"), frame_check: bool = True,
+                     unit_check: bool = True) -> None:
     """Refuse comparisons whose score would be silently wrong: NaN or infinite
     coordinates, tables in different units (extents a factor > 5 apart: µm or pixels
     under an nm header), and frames numbered one apart (a ±1 shift of the ground
@@ -39,11 +46,16 @@ def check_comparable(pred: dict, gt: dict, tolerance_nm: float = 250.0, toleranc
                 raise EvaluationError(f"{name}: {int(bad.sum())} row(s) have a NaN or infinite {key} "
                                       f"(first: row {int(np.argmax(bad)) + 1}); they cannot be matched")
     sp, sg = _span(pred), _span(gt)
-    if sp > 0 and sg > 0 and max(sp / sg, sg / sp) > 5:
+    mp, mg = _magnitude(pred), _magnitude(gt)
+    # Both the extents and the magnitudes must disagree (a few localizations in one
+    # corner of the field have a small extent but not small coordinates).
+    enough = min(len(pred["x"]), len(gt["x"])) >= 10
+    if (unit_check and enough and min(sp, sg, mp, mg) > 0 and max(sp / sg, sg / sp) > 5
+            and max(mp / mg, mg / mp) > 5):
         raise EvaluationError(
             f"{names[0]} span {sp:.4g} and {names[1]} span {sg:.4g} in x/y: a factor {max(sp / sg, sg / sp):.0f} apart, "
             f"so one table is in other units than its header says (µm or camera pixels under an nm header?); "
-            f"both must be in nm"
+            f"both must be in nm (--no-unit-check to compare them anyway)"
         )
     if not frame_check or not len(pred["frame"]) or not len(gt["frame"]):
         return
@@ -87,7 +99,7 @@ def precision_recall_curve(pred: dict, m: MatchResult) -> dict[str, np.ndarray]:
 
 
 def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = 500.0,
-             check: bool = True, frame_check: bool = True) -> tuple[dict, MatchResult]:
+             check: bool = True, frame_check: bool = True, unit_check: bool = True) -> tuple[dict, MatchResult]:
     """Match per frame (Hungarian, within the tolerances) and compute: precision,
     recall, F1, Jaccard, RMSE lateral/axial/volumetric (nm), efficiency lateral
     (α = 1 nm⁻¹), axial (α = 0.5 nm⁻¹) and their mean, photon error (relative
@@ -97,7 +109,7 @@ def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: 
     ``check``: refuse tables that cannot be compared (see :func:`check_comparable`).
     """
     if check:
-        check_comparable(pred, gt, tolerance_nm, tolerance_z_nm, frame_check=frame_check)
+        check_comparable(pred, gt, tolerance_nm, tolerance_z_nm, frame_check=frame_check, unit_check=unit_check)
     m = match(pred, gt, tolerance_nm, tolerance_z_nm)
     out = metrics_from_match(pred, gt, m)
     out["efficiency_lat"] = efficiency(out["jaccard"], out["rmse_lat"], 1.0)
