@@ -222,6 +222,12 @@ def layer_choices(viewer, kind: str):
     return choices
 
 
+def newest_localizations(viewer):
+    """The newest Points layer of our localizations, or None."""
+    ours = [lay for lay in layers_of(viewer, "Points") if lay.metadata.get("napari_smlm") == "localizations"]
+    return ours[-1] if ours else None
+
+
 def default_layer(viewer, kind: str, exclude=()):
     """The active layer if it is of ``kind``, else the only layer of ``kind``, else
     the newest one (not in ``exclude``; never our own renders and probability maps)."""
@@ -359,9 +365,16 @@ class DockForm:
     minimum width follows the labels, not the longest choice.
     """
 
+    task = None  # the widget's running Task, if any
+
     @property
     def native(self):
         return self.root_native_widget
+
+    @property
+    def worker(self):
+        """The running job's napari worker (None when idle)."""
+        return self.task.worker if self.task is not None else None
 
     @property
     def form_layout(self):

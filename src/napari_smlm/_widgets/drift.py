@@ -12,8 +12,8 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, layers_of, notify_error, plural,
-                      style_figure, user_message, wrap_label)
+from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, newest_localizations, notify_error,
+                      plural, style_figure, user_message, wrap_label)
 
 METHODS = {"RCC (cross-correlation)": "rcc", "AIM (sparse samples)": "aim", "fiducial markers": "fiducials"}
 
@@ -57,17 +57,13 @@ class DriftWidget(DockForm, Container):
         self.task: Optional[Task] = None
         self._fit_dock()
 
-    @property
-    def worker(self):
-        return self.task.worker if self.task is not None else None
-
     # ------------------------------------------------------------------ helpers
     def _pick_default(self):
         if self.points.value is not None:
             return
-        ours = [lay for lay in layers_of(self.viewer, "Points") if lay.metadata.get("napari_smlm") == "localizations"]
-        if ours:
-            self.points.value = ours[-1]
+        newest = newest_localizations(self.viewer)
+        if newest is not None:
+            self.points.value = newest
 
     def _points_changed(self, layer):
         history = (layer.metadata.get("drift_history") if layer is not None else None) or []
@@ -132,15 +128,12 @@ class DriftWidget(DockForm, Container):
         """Estimate the drift from the shown points, then move every point."""
         from ..core.analysis import estimate_drift
 
-        if self.task is not None:
+        got = self._shown_or_notify()
+        if got is None:
             return
-        try:
-            layer, px, table = self._layer_table(shown_only=True)
-            method = METHODS[self.method.value]
-            kwargs = {"segment_frames": int(self.segment.value)} if self.segment.value and method != "fiducials" else {}
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            notify_error(exc)
-            return
+        layer, px, table = got
+        method = METHODS[self.method.value]
+        kwargs = {"segment_frames": int(self.segment.value)} if self.segment.value and method != "fiducials" else {}
 
         def work():
             yield f"estimating drift ({method}) from {plural(len(table['x']), 'localization')}…"
@@ -189,16 +182,24 @@ class DriftWidget(DockForm, Container):
         layer.shown = shown
 
     # ------------------------------------------------------------------ merge, resolution
+    def _shown_or_notify(self):
+        """(layer, pixel size, table of the shown points), or None (busy, or an error
+        shown to the user)."""
+        if self.task is not None:
+            return None
+        try:
+            return self._layer_table(shown_only=True)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            notify_error(exc)
+            return None
+
     def run_merge(self, *_):
         from ..core.analysis.merge import merge_localizations
 
-        if self.task is not None:
+        got = self._shown_or_notify()
+        if got is None:
             return
-        try:
-            layer, px, table = self._layer_table(shown_only=True)
-        except Exception as exc:  # noqa: BLE001
-            notify_error(exc)
-            return
+        layer, px, table = got
         gap = int(self.max_gap.value)
 
         def work():
@@ -208,8 +209,8 @@ class DriftWidget(DockForm, Container):
         def done(merged):
             data, features = table_to_points(merged, px)
             size = float(np.mean(layer.size)) if len(layer.size) else 1.2
-            self.viewer.add_points(data, features=features, name=f"{layer.name} merged", size=size, border_width=0, face_color="prob" if "prob" in features else "white",
-                                   face_colormap="viridis", scale=tuple(layer.scale), translate=tuple(layer.translate),
+            self.viewer.add_points(data, features=features, name=f"{layer.name} merged", size=size, border_width=0,
+                                   face_color="prob" if "prob" in features else "white", face_colormap="viridis", scale=tuple(layer.scale), translate=tuple(layer.translate),
                                    out_of_slice_display=False,
                                    metadata={"pixel_size_nm": px, "napari_smlm": "localizations"})
             self.status.value = (f"merged {plural(len(table['x']), 'localization')} into {len(merged['x']):,} "
@@ -220,13 +221,10 @@ class DriftWidget(DockForm, Container):
     def run_resolution(self, *_):
         from ..core.analysis.resolution import frc, nena
 
-        if self.task is not None:
+        got = self._shown_or_notify()
+        if got is None:
             return
-        try:
-            layer, px, table = self._layer_table(shown_only=True)
-        except Exception as exc:  # noqa: BLE001
-            notify_error(exc)
-            return
+        _, _, table = got
 
         def work():
             yield "FRC…"

@@ -132,10 +132,6 @@ class LocalizeWidget(DockForm, Container):
         self._model_changed()
         self._fit_dock()
 
-    @property
-    def worker(self):
-        return self.task.worker if self.task is not None else None
-
     # ------------------------------------------------------------------ parameters
     def _pick_default(self):
         if self.image.value is None:

@@ -7,7 +7,7 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, render_layer_kwargs
-from ._common import (DockForm, Task, connect_layer_updates, layers_of, layer_choices, notify_error, plural,
+from ._common import (DockForm, Task, connect_layer_updates, layer_choices, newest_localizations, notify_error, plural,
                       user_message, wrap_label)
 
 
@@ -37,16 +37,12 @@ class RenderWidget(DockForm, Container):
         self.task: Optional[Task] = None
         self._fit_dock()
 
-    @property
-    def worker(self):
-        return self.task.worker if self.task is not None else None
-
     def _pick_default(self):
         if self.points.value is not None:
             return
-        ours = [lay for lay in layers_of(self.viewer, "Points") if lay.metadata.get("napari_smlm") == "localizations"]
-        if ours:
-            self.points.value = ours[-1]
+        newest = newest_localizations(self.viewer)
+        if newest is not None:
+            self.points.value = newest
 
     def _points_changed(self, layer):
         if layer is not None and "pixel_size_nm" in layer.metadata:

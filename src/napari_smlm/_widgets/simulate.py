@@ -72,10 +72,6 @@ class SimulateWidget(DockForm, Container):
         self._cancelled = False
         self._fit_dock()
 
-    @property
-    def worker(self):
-        return self.task.worker if self.task is not None else None
-
     def overrides(self) -> list[str]:
         return [
             f"simulation.frame_size=[{self.size.value},{self.size.value}]",

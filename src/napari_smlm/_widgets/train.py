@@ -99,10 +99,6 @@ class TrainWidget(DockForm, Container):
         # Closing the widget (or napari) ends a running training after its batch.
         self.native.destroyed.connect(self._on_destroyed)
 
-    @property
-    def worker(self):
-        return self.task.worker if self.task is not None else None
-
     def _pick_default(self):
         if self.image.value is None:
             layer = default_layer(self.viewer, "Image")
