@@ -414,6 +414,23 @@ class DockForm:
         return widget
 
 
+class MovieFields:
+    """Mixin for widgets with a movie picker ``image`` and a ``pixel_size`` field: the
+    picker starts at the active or only image, and a movie that knows its pixel size
+    fills the field."""
+
+    def _pick_default(self):
+        if self.image.value is None:
+            layer = default_layer(self.viewer, "Image")
+            if layer is not None:
+                self.image.value = layer
+
+    def _image_changed(self, layer):
+        px = layer_pixel_size_nm(layer)
+        if px:
+            self.pixel_size.value = px
+
+
 def _keep_width_class():
     from qtpy.QtCore import QEvent, QObject
 

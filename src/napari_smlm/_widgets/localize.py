@@ -15,8 +15,8 @@ from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatS
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, Task, connect_layer_updates, default_layer, describe_camera, existing_file,
-                      file_metadata, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info, plural,
+from ._common import (DockForm, MovieFields, Task, connect_layer_updates, describe_camera, existing_file,
+                      file_metadata, layer_choices, movie_from_layer, notify_error, notify_info, plural,
                       user_message, wrap_label)
 
 ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
@@ -46,7 +46,7 @@ def load_model(path):
     return _MODEL_CACHE[key]
 
 
-class LocalizeWidget(DockForm, Container):
+class LocalizeWidget(MovieFields, DockForm, Container):
     """Localize molecules in a movie layer with a trained network."""
 
     def __init__(self, viewer: Viewer):
@@ -133,17 +133,6 @@ class LocalizeWidget(DockForm, Container):
         self._fit_dock()
 
     # ------------------------------------------------------------------ parameters
-    def _pick_default(self):
-        if self.image.value is None:
-            layer = default_layer(self.viewer, "Image")
-            if layer is not None:
-                self.image.value = layer
-
-    def _image_changed(self, layer):
-        px = layer_pixel_size_nm(layer)
-        if px:
-            self.pixel_size.value = px
-
     def _model_changed(self, *_):
         self.checkpoint.visible = self.model.value == CHECKPOINT
         if self._threshold_by_user:

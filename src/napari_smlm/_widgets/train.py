@@ -9,8 +9,8 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
                               SpinBox)
 from napari.viewer import Viewer
 
-from ._common import (DockForm, Task, add_plot, connect_layer_updates, default_layer, describe_camera, existing_file,
-                      file_metadata, iterate_callback, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info,
+from ._common import (DockForm, MovieFields, Task, add_plot, connect_layer_updates, describe_camera, existing_file,
+                      file_metadata, iterate_callback, layer_choices, movie_from_layer, notify_error, notify_info,
                       style_figure, user_message, wrap_label)
 
 PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference"}
@@ -29,7 +29,7 @@ def _duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
-class TrainWidget(DockForm, Container):
+class TrainWidget(MovieFields, DockForm, Container):
     """Train a network on simulated data like the user's movie, with live curves."""
 
     def __init__(self, viewer: Viewer):
@@ -98,17 +98,6 @@ class TrainWidget(DockForm, Container):
         self._fit_dock()
         # Closing the widget (or napari) ends a running training after its batch.
         self.native.destroyed.connect(self._on_destroyed)
-
-    def _pick_default(self):
-        if self.image.value is None:
-            layer = default_layer(self.viewer, "Image")
-            if layer is not None:
-                self.image.value = layer
-
-    def _image_changed(self, layer):
-        px = layer_pixel_size_nm(layer)
-        if px:
-            self.pixel_size.value = px
 
     def _add_plot(self):
         self.figure, self.canvas = add_plot(self, self.viewer, figsize=(3.2, 2.8), min_height=200)
