@@ -414,6 +414,17 @@ class DockForm:
         return widget
 
 
+class LocalizationsField:
+    """Mixin for widgets with a Points picker ``points``: it starts at the newest layer
+    of our localizations."""
+
+    def _pick_default(self):
+        if self.points.value is None:
+            newest = newest_localizations(self.viewer)
+            if newest is not None:
+                self.points.value = newest
+
+
 class MovieFields:
     """Mixin for widgets with a movie picker ``image`` and a ``pixel_size`` field: the
     picker starts at the active or only image, and a movie that knows its pixel size

@@ -12,13 +12,13 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, table_to_points
-from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, newest_localizations, notify_error,
+from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, LocalizationsField, notify_error,
                       plural, style_figure, user_message, wrap_label)
 
 METHODS = {"RCC (cross-correlation)": "rcc", "AIM (sparse samples)": "aim", "fiducial markers": "fiducials"}
 
 
-class DriftWidget(DockForm, Container):
+class DriftWidget(LocalizationsField, DockForm, Container):
     """Drift correction, merging and resolution for a Points layer of localizations."""
 
     def __init__(self, viewer: Viewer):
@@ -58,13 +58,6 @@ class DriftWidget(DockForm, Container):
         self._fit_dock()
 
     # ------------------------------------------------------------------ helpers
-    def _pick_default(self):
-        if self.points.value is not None:
-            return
-        newest = newest_localizations(self.viewer)
-        if newest is not None:
-            self.points.value = newest
-
     def _points_changed(self, layer):
         history = (layer.metadata.get("drift_history") if layer is not None else None) or []
         self.undo_button.enabled = bool(history)

@@ -7,11 +7,11 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, render_layer_kwargs
-from ._common import (DockForm, Task, connect_layer_updates, layer_choices, newest_localizations, notify_error, plural,
+from ._common import (DockForm, Task, connect_layer_updates, layer_choices, LocalizationsField, notify_error, plural,
                       user_message, wrap_label)
 
 
-class RenderWidget(DockForm, Container):
+class RenderWidget(LocalizationsField, DockForm, Container):
     """Render the shown points of a localization layer as a super-resolution image."""
 
     def __init__(self, viewer: Viewer):
@@ -36,13 +36,6 @@ class RenderWidget(DockForm, Container):
         self.layer = None
         self.task: Optional[Task] = None
         self._fit_dock()
-
-    def _pick_default(self):
-        if self.points.value is not None:
-            return
-        newest = newest_localizations(self.viewer)
-        if newest is not None:
-            self.points.value = newest
 
     def _points_changed(self, layer):
         if layer is not None and "pixel_size_nm" in layer.metadata:

@@ -10,7 +10,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 
 from .camera import Camera, camera_for_movie, describe_estimate
-from .config import CameraConfig, ConfigError, from_dict, read_yaml
+from .config import load_camera_config
 from .inference.postprocess import filter_table
 from .inference.runner import Infer, LocalizationModel
 from .io.metadata import read_movie_metadata
@@ -41,18 +41,8 @@ class LocalizeResult:
 
 
 def load_camera(path: Union[str, Path]) -> Camera:
-    """A camera YAML: the camera keys at the top level, under ``camera:``, or a whole
-    training config (``simulation.camera``)."""
-    path = Path(path)
-    data = read_yaml(path, "camera")
-    if isinstance(data, dict) and "simulation" in data:
-        data = (data["simulation"] or {}).get("camera", {})
-    elif isinstance(data, dict) and "camera" in data:
-        data = data["camera"]
-    try:
-        return Camera.from_config(from_dict(CameraConfig, data, "camera"))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    """A camera YAML (see :func:`~napari_smlm.core.config.load_camera_config`) as a Camera."""
+    return Camera.from_config(load_camera_config(path))
 
 
 def check_movie(movie, name: str = "movie") -> tuple[int, int, int]:
