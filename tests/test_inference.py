@@ -61,7 +61,7 @@ def test_run_windows_progress_cancel_and_edges():
     assert np.allclose(np.sort(out["x"][sel]), np.sort(direct["x"]), atol=1e-4)
     with pytest.raises(InferenceCancelled, match="cancelled after 5 of 23 frames"):
         infer.run(movie, camera=None, progress=lambda d, t: None, cancel=iter([False, True]).__next__)
-    with pytest.raises(ValueError, match="frame 7 holds NaN"):
+    with pytest.raises(ValueError, match="frame 8 holds NaN"):  # frames counted from 1, as the user does
         bad = movie.copy()
         bad[7, 3, 3] = np.nan
         infer.run(bad, camera=None)

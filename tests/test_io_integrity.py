@@ -212,3 +212,12 @@ def test_unit_check_spares_a_few_localizations_in_one_corner():
     with pytest.raises(EvaluationError, match="a factor 1000 apart"):
         check_comparable(micro, gt, frame_check=False)
     check_comparable(micro, gt, frame_check=False, unit_check=False)
+
+
+def test_a_2d_table_written_without_z_reads_back(tmp_path):
+    """Our writer leaves z empty (NaN) for a table without z; reading it back gives z = 0."""
+    from napari_smlm.core.io import read_table, write_table
+
+    write_table({"frame": np.array([0, 1]), "x": np.array([10.0, 20.0]), "y": np.array([5.0, 6.0])}, tmp_path / "t.csv")
+    t = read_table(tmp_path / "t.csv")
+    assert t["z"].tolist() == [0.0, 0.0] and t["x"].tolist() == [10.0, 20.0]

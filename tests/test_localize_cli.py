@@ -51,7 +51,7 @@ def _bad(tmp_path):
     [
         (["rgb.tif"], "rgb.tif: expected a single frame (Y, X) or a stack (T, Y, X), got shape (32, 32, 3)"),
         (["tiny.tif"], "tiny.tif: frames of 4x4 px are smaller than the minimum 8x8"),
-        (["nan.tif", "--baseline", "100", "--e-per-adu", "45"], "nan.tif: frame 0 holds NaN or infinite pixels"),
+        (["nan.tif", "--baseline", "100", "--e-per-adu", "45"], "nan.tif: frame 1 holds NaN or infinite pixels"),
         (["ok.tif", "--model", "notckpt.pt"], "notckpt.pt: not a napari-smlm checkpoint"),
         (["ok.tif", "--model", "fancy"], "--model fancy: neither a bundled model (default) nor an existing checkpoint file"),
         (["ok.tif", "--baseline", "1000", "--e-per-adu", "45"], "most pixels become negative photons"),

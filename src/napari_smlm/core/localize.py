@@ -88,7 +88,7 @@ def localize(
     for a path) may state the camera or part of it. Every input is checked before the
     network runs; see DESIGN.md for the output table.
     """
-    name = str(movie) if isinstance(movie, (str, Path)) else "movie"
+    name = str(movie) if isinstance(movie, (str, Path)) else str(getattr(movie, "path", "movie"))
     metadata = dict(metadata or {})
     if isinstance(movie, (str, Path)):
         metadata = {**read_movie_metadata(movie), **metadata}
@@ -125,7 +125,7 @@ def localize(
     sample = np.asarray(movie[0:min(shape[0], 16)], dtype=np.float32)
     if not np.isfinite(sample).all():
         bad = int(np.argwhere(~np.isfinite(sample))[0][0])
-        raise MovieError(f"{name}: frame {bad} holds NaN or infinite pixels")
+        raise MovieError(f"{name}: frame {bad + 1} holds NaN or infinite pixels")  # counted from 1
     if camera is not None:
         photons = camera.to_photons(__import__("torch").from_numpy(sample)).numpy()
         if np.median(photons) < 0:

@@ -373,7 +373,7 @@ class Infer:
                 raise ValueError(f"movie returned frames of shape {tuple(block.shape)} for frames {lo}..{hi}")
             if not torch.isfinite(block).all():
                 bad = lo + int(torch.nonzero(~torch.isfinite(block))[0, 0])
-                raise ValueError(f"movie frame {bad} holds NaN or infinite pixels")
+                raise ValueError(f"movie frame {bad + 1} holds NaN or infinite pixels (frames counted from 1)")
             if camera is not None:
                 block = camera.to_photons(block)
             # indices of each window's frames inside the block, edges repeated

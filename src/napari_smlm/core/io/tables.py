@@ -164,6 +164,8 @@ def _read_csv(path: Path, pixel_size_nm: Optional[float] = None, first_frame: in
                 f"{first_frame}" + (" (as ThunderSTORM); if this table counts from 0, say so (evaluate: --gt-first-frame 0)"
                                     if first_frame == 1 else "")
             )
+    if "z" in table and len(table["z"]) and np.isnan(table["z"]).all():
+        del table["z"]  # a 2D table's empty z column (our own writer leaves it NaN): z = 0 below
     for key in ("x", "y", "z"):
         if key in table and len(table[key]) and not np.isfinite(table[key]).all():
             bad = ~np.isfinite(table[key])
