@@ -209,7 +209,7 @@ def test_errors_appear_once_in_the_guis_words(make_napari_viewer, qtbot, message
     assert w.run_button.enabled and "failed" in w.summary.value
 
 
-def test_train_errors_and_stop(make_napari_viewer, qtbot, messages, tmp_path):
+def test_train_errors_and_stop(make_napari_viewer, qtbot, messages, tmp_path, monkeypatch):
     from napari_smlm.core.training import load_checkpoint
 
     viewer = make_napari_viewer()
@@ -234,11 +234,23 @@ def test_train_errors_and_stop(make_napari_viewer, qtbot, messages, tmp_path):
     assert "finished" not in messages["info"][-1]
     state = load_checkpoint(tmp_path / "run" / "last.pt")
     assert state["epoch"] == 1 and state["step"] < 500 * 10
-    # the same output again: refused in the GUI's words, before any work
+    # the same output again: the user is asked; No leaves the run as it was, before any work
+    import napari_smlm._widgets._common as common
+
+    asked = []
+    monkeypatch.setattr(common, "ask", lambda parent, q: asked.append(q) or False)
     click(t.start_button)
-    assert t.worker is None and messages["error"][-1] == (
-        f"output: {tmp_path / 'run'} already holds a training run; choose another output folder, "
-        f"or continue that run with resume from {tmp_path / 'run' / 'last.pt'}")
+    assert t.worker is None and len(asked) == 1
+    assert f"{tmp_path / 'run'} already holds a training run (last.pt, best.pt, metrics.csv; 1 epoch(s)" in asked[0]
+    assert "not started" in t.status.value and load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    # Yes replaces it with a new run (the trainer is told so: without that it refuses)
+    monkeypatch.setattr(common, "ask", lambda parent, q: True)
+    t.epochs.value, t.steps.value = 1, 2
+    click(t.start_button)
+    assert t.worker is not None
+    wait_idle(qtbot, t, timeout=120_000)
+    assert len(messages["error"]) == 1, messages["error"]
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["step"] == 2
     # the plots carry labels and a fixed Jaccard axis
     assert t.ax_loss.get_ylabel() == "loss" and t.ax_loss.get_xlabel() == "step"
     assert t.ax_val.get_ylim() == (0.0, 1.0)

@@ -169,6 +169,15 @@ def notify_error(exc: BaseException | str) -> None:
     show_error(user_message(exc))
 
 
+def ask(parent, question: str) -> bool:
+    """A Yes/No question in a dialog (No is the default); True for Yes."""
+    from qtpy.QtWidgets import QMessageBox
+
+    buttons = QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No
+    answer = QMessageBox.question(parent, "napari-smlm", question, buttons, QMessageBox.StandardButton.No)
+    return answer == QMessageBox.StandardButton.Yes
+
+
 def notify_info(message: str) -> None:
     from napari.utils.notifications import show_info
 

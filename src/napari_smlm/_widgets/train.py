@@ -111,7 +111,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         import torch
 
         from ..core.camera import Camera, camera_for_movie
-        from ..core.config import CameraConfig, from_dict
+        from ..core.config import camera_config
         from ..core.estimate import estimate_movie_parameters
 
         try:
@@ -120,7 +120,7 @@ class TrainWidget(MovieFields, DockForm, Container):
             known = layer.metadata.get("camera") if hasattr(layer, "metadata") else None
             from_movie = True
             if known:  # e.g. the simulated sample carries its camera
-                camera = Camera.from_config(from_dict(CameraConfig, dict(known), "camera"))
+                camera = Camera.from_config(camera_config(dict(known), "the layer's camera", required=False))
                 how = "camera from the layer's metadata: " + describe_camera(camera)
             else:
                 try:
@@ -185,6 +185,8 @@ class TrainWidget(MovieFields, DockForm, Container):
     def start(self, *_):
         """Build the trainer and fit in a worker; curves and progress follow its events."""
         from ..core.training import Trainer
+        from ..core.training.trainer import existing_run
+        from . import _common
 
         if self.task is not None:
             return
@@ -192,13 +194,20 @@ class TrainWidget(MovieFields, DockForm, Container):
             cfg = self.config()
             resume = existing_file(self.resume, "resume from", "checkpoint file")
             resume = str(resume) if resume is not None else None
-            old_run = Path(cfg.output.run_dir) / "last.pt"
-            if resume is None and old_run.is_file():  # the trainer refuses it too, naming CLI options
-                raise ValueError(f"output: {old_run.parent} already holds a training run; choose another output "
-                                 f"folder, or continue that run with resume from {old_run}")
+            run_dir = Path(cfg.output.run_dir)
+            held = existing_run(run_dir) if resume is None else None
         except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(exc)
             return
+        overwrite = False
+        if held is not None:  # never replaced without a word: the user is asked
+            if not _common.ask(self.native, f"The output folder {run_dir} already holds a training run ({held}).\n\n"
+                                            f"Replace it with a new run? (No: choose another output folder, or "
+                                            f"continue that run with resume from {run_dir / 'last.pt'}.)"):
+                self.status.value = (f"not started: {run_dir} holds a run; choose another output folder, or resume "
+                                     f"from its last.pt")
+                return
+            overwrite = True
         self._stop_requested = False
         self.losses, self.val = [], []
         self.best_checkpoint = None
@@ -206,7 +215,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         widget = self
 
         def build_and_fit(progress):
-            trainer = Trainer(cfg, resume=resume, progress=progress)
+            trainer = Trainer(cfg, resume=resume, progress=progress, overwrite=overwrite)
             widget.trainer = trainer
             if widget._stop_requested:
                 trainer.request_stop("stopped from napari")

@@ -27,6 +27,13 @@ class Camera:
     kind: str = "emccd"
     max_adu: int = 65535
 
+    def __post_init__(self):
+        # The one camera validator (config.camera_config) for every way a camera is made:
+        # YAML, flags, the widgets, a checkpoint, and code that builds a Camera directly.
+        from .config import camera_config
+
+        camera_config(self.to_dict(), required=False)
+
     @classmethod
     def from_config(cls, cfg: CameraConfig) -> "Camera":
         return cls(
@@ -232,6 +239,7 @@ def estimate_camera(
             f"({b:.1f} ADU) as a{'n EMCCD' if kind == 'emccd' else 'n sCMOS'}; give the camera kind "
             f"(--camera-kind) or the whole camera (baseline, e-/ADU, EM gain) instead"
         )
+    b = max(float(b), 0.0)  # ADU are never negative: a baseline estimated a little below 0 is 0
     gain_e = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
     cam = Camera(baseline=float(b), e_per_adu=gain_e / float(gain), em_gain=gain_e, qe=float(qe),
                  read_noise_e=0.0 if kind == "emccd" else SCMOS_READ_NOISE_E, kind=kind)
