@@ -89,3 +89,24 @@ def test_merge_and_resolution(drifting, tmp_path):
     out = run_cli("resolution", d / "locs.csv", "--json", tmp_path / "r.json", "--plot", tmp_path / "r.png").stdout
     assert "FRC resolution" in out and "NeNA localization precision: 1" in out  # 12 nm simulated
     assert (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_drift_with_markers_given(tmp_path):
+    from .test_analysis import acquisition
+
+    table, true = acquisition(fiducials=2, seed=9)
+    beads = [(table["x"][(table["molecule"] == m) & (table["frame"] < 20)].mean(),
+              table["y"][(table["molecule"] == m) & (table["frame"] < 20)].mean()) for m in (-1, -2)]
+    table = {k: v for k, v in table.items() if k != "molecule"}
+    table["z"] = np.zeros(len(table["x"]))
+    write_table(table, tmp_path / "locs.csv")
+    at = ";".join(f"{x + 40:.0f},{y - 40:.0f}" for x, y in beads)
+    out = run_cli("drift", tmp_path / "locs.csv", "--out", tmp_path / "fixed.csv", "--method", "fiducials",
+                  "--markers", at).stdout
+    assert "markers 2" in out
+    fixed = read_table(tmp_path / "fixed.csv")
+    f = fixed["frame"]
+    assert np.std(fixed["x"] - (table["x"] - true[f, 0])) < 3
+    p = run_cli("drift", tmp_path / "locs.csv", "--out", tmp_path / "x.csv", "--method", "fiducials", "--markers", "12",
+                check=False)
+    assert p.returncode != 0 and "expected x,y pairs in nm" in p.stderr

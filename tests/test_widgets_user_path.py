@@ -316,3 +316,37 @@ def test_drift_widget_corrects_undoes_merges_and_measures(make_napari_viewer, qt
     w.points.value = None
     click(w.correct_button)
     assert messages["error"] and "choose a Points layer" in messages["error"][-1]
+
+
+def test_drift_from_fiducials_picked_by_hand(make_napari_viewer, qtbot, messages):
+    from napari_smlm._layers import table_to_points
+
+    from .test_analysis import acquisition
+
+    table, true = acquisition(fiducials=3, seed=1)
+    beads = [(table["x"][(table["molecule"] == m) & (table["frame"] < 20)].mean(),
+              table["y"][(table["molecule"] == m) & (table["frame"] < 20)].mean()) for m in (-1, -2, -3)]
+    data, features = table_to_points({k: v for k, v in table.items() if k != "molecule"}, 100.0)
+    viewer = make_napari_viewer()
+    layer = viewer.add_points(data, features=features, name="locs", metadata={"pixel_size_nm": 100.0,
+                                                                             "napari_smlm": "localizations"})
+    w = open_widget(viewer, "Drift")
+    w.method.value = "fiducial markers"
+    # the user clicks two of the three beads with the Points tool (2D points, pixel coordinates)
+    picked = viewer.add_points(np.array([[y / 100 - 0.5, x / 100 - 0.5] for x, y in beads[:2]]) + 0.3, name="beads")
+    w.points.value = layer
+    w.markers.value = picked
+    click(w.correct_button)
+    wait_idle(qtbot, w)
+    assert not messages["error"], messages["error"]
+    assert "markers 2" in w.status.value, w.status.value
+    f = table["frame"]
+    for k, key in enumerate(("x", "y")):  # each point moved by the drift at its frame, found to < 3 nm
+        moved = table[key] - np.asarray(layer.features[key])
+        assert np.std(moved - true[f, k]) < 3.0
+    # markers where there are none: one clear error
+    w.undo()
+    picked.data = np.array([[1.0, 1.0]])
+    click(w.correct_button)
+    wait_idle(qtbot, w)
+    assert messages["error"] and "no marker near the picked positions" in messages["error"][-1]

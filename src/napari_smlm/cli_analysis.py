@@ -16,7 +16,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--method", default="rcc", choices=("rcc", "fiducials", "aim"),
                    help="rcc: redundant cross-correlation (default); fiducials: markers on through the movie; "
                         "aim: adaptive intersection maximisation (sparse samples)")
-    p.add_argument("--segment-frames", type=int, help="frames per segment (rcc, aim; default 1/20 of the movie)")
+    p.add_argument("--segment-frames", type=int, help="frames per segment (rcc, aim; default: chosen from the data)")
+    p.add_argument("--markers", metavar="X,Y[;X,Y...]", help="fiducials: the markers' positions in nm (default: found "
+                   "automatically)")
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
     p.add_argument("--undo", metavar="DRIFT_CSV", help="add a drift table back instead of estimating one (undo a correction)")
     p.set_defaults(func=cmd_drift)
@@ -72,6 +74,16 @@ def cmd_drift(args) -> int:
         print(f"undoing the drift in {args.undo} ({len(drift['frame'])} frames)")
     else:
         kwargs = {"segment_frames": args.segment_frames} if args.method != "fiducials" and args.segment_frames else {}
+        if args.markers:
+            if args.method != "fiducials":
+                raise ValueError("--markers: marker positions are for --method fiducials")
+            try:
+                kwargs["markers"] = [[float(v) for v in pair.split(",")] for pair in args.markers.split(";") if pair.strip()]
+                if not kwargs["markers"] or any(len(m) != 2 for m in kwargs["markers"]):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"--markers {args.markers!r}: expected x,y pairs in nm separated by ';', "
+                                 "e.g. 1200,3400;5600,780") from None
         drift = estimate_drift(table, args.method, **kwargs)
         span = {k: float(drift[k].max() - drift[k].min()) for k in ("x", "y")}
         info = ", ".join(f"{k} {v}" for k, v in drift.get("info", {}).items())

@@ -31,6 +31,9 @@ class DriftWidget(LocalizationsField, DockForm, Container):
                                        "fiducials: markers on through the movie")
         self.segment = SpinBox(label="segment [frames]", value=0, min=0, max=10**7,
                                tooltip="frames per segment; 0: chosen from the data")
+        self.markers = ComboBox(label="markers", choices=layer_choices(viewer, "Points"), nullable=True, value=None,
+                                tooltip="fiducials: a Points layer with a point on each marker (bead), added with "
+                                        "napari's Points tool; empty: markers are found automatically")
         self.correct_button = PushButton(text="Correct drift")
         self.undo_button = PushButton(text="Undo", enabled=False)
         self.max_gap = SpinBox(label="merge: gap [frames]", value=1, min=0, max=100,
@@ -40,7 +43,7 @@ class DriftWidget(LocalizationsField, DockForm, Container):
         self.resolution_button = PushButton(text="Resolution (FRC, NeNA)")
         self.status = wrap_label(Label(value=""))
         buttons = Container(layout="horizontal", labels=False, widgets=[self.correct_button, self.undo_button])
-        self.extend([self.points, self.method, self.segment, buttons, self.max_gap, self.merge_button,
+        self.extend([self.points, self.method, self.segment, self.markers, buttons, self.max_gap, self.merge_button,
                      self.resolution_button])
         self._full_width(self.status)
         self.figure, self.canvas = add_plot(self, viewer, figsize=(3.2, 2.2), min_height=160)
@@ -127,6 +130,11 @@ class DriftWidget(LocalizationsField, DockForm, Container):
         layer, px, table = got
         method = METHODS[self.method.value]
         kwargs = {"segment_frames": int(self.segment.value)} if self.segment.value and method != "fiducials" else {}
+        if method == "fiducials" and self.markers.value is not None:
+            if self.markers.value is layer:
+                notify_error("markers: choose a layer with a point on each marker, not the localizations themselves")
+                return
+            kwargs["markers"] = self._marker_positions_nm(self.markers.value, layer, px)
 
         def work():
             yield f"estimating drift ({method}) from {plural(len(table['x']), 'localization')}…"
@@ -143,6 +151,15 @@ class DriftWidget(LocalizationsField, DockForm, Container):
             self._draw(drift)
 
         self._start(work, "napari-smlm: drift", done)
+
+    @staticmethod
+    def _marker_positions_nm(markers, layer, px: float) -> np.ndarray:
+        """(x, y) nm of the points of ``markers`` in the frame of the localization
+        ``layer`` (through napari's world coordinates: the layers may differ in scale)."""
+        data = np.asarray(markers.data, float)[:, -2:]
+        world = data * np.asarray(markers.scale[-2:]) + np.asarray(markers.translate[-2:])
+        rows_cols = (world - np.asarray(layer.translate[-2:])) / np.asarray(layer.scale[-2:])
+        return (rows_cols[:, ::-1] + 0.5) * px  # (col, row) pixel centres -> (x, y) nm
 
     def undo(self, *_):
         layer = self.points.value

@@ -178,26 +178,31 @@ def _per_frame(f0: int, f1: int, centres: np.ndarray, d: np.ndarray, method: str
 
 
 # ---------------------------------------------------------------------------- fiducials
-def drift_fiducials(table: dict, min_on_fraction: float = 0.7, radius_nm: float = 150.0, smooth_frames: int = 10) -> dict:
+def drift_fiducials(table: dict, min_on_fraction: float = 0.7, radius_nm: float = 150.0, smooth_frames: int = 10,
+                    markers: Optional[np.ndarray] = None) -> dict:
     """Drift from fiducial markers: clusters of localizations within ``radius_nm`` present
-    in at least ``min_on_fraction`` of the frames; each marker's track relative to its
-    own mean, averaged over markers (a missing frame is interpolated), smoothed over
+    in at least ``min_on_fraction`` of the frames (found automatically, or near the (x, y)
+    nm positions in ``markers``, e.g. picked by hand); each marker's track relative to its
+    own start, averaged over markers (a missing frame is interpolated), smoothed over
     ``smooth_frames`` (a running median)."""
     frame, x, y = _xy(table)
     f0, f1 = int(frame.min()), int(frame.max())
     n_frames = f1 - f0 + 1
-    # Candidate markers: the densest places in an all-frames histogram.
-    bin_nm = radius_nm
-    x0, y0 = x.min(), y.min()
-    ix = ((x - x0) // bin_nm).astype(int)
-    iy = ((y - y0) // bin_nm).astype(int)
-    grid = np.zeros((iy.max() + 1, ix.max() + 1))
-    np.add.at(grid, (iy, ix), 1)
-    summed = ndimage.uniform_filter(grid, 3, mode="constant") * 9  # counts within ±1 bin (drift spreads a marker)
-    peaks = (summed == ndimage.maximum_filter(summed, 5)) & (summed >= min_on_fraction * n_frames)
+    if markers is not None:
+        candidates = [(float(cx), float(cy)) for cx, cy in np.asarray(markers, float).reshape(-1, 2)]
+    else:  # the densest places in an all-frames histogram
+        bin_nm = radius_nm
+        x0, y0 = x.min(), y.min()
+        ix = ((x - x0) // bin_nm).astype(int)
+        iy = ((y - y0) // bin_nm).astype(int)
+        grid = np.zeros((iy.max() + 1, ix.max() + 1))
+        np.add.at(grid, (iy, ix), 1)
+        summed = ndimage.uniform_filter(grid, 3, mode="constant") * 9  # counts within ±1 bin (drift spreads a marker)
+        peaks = (summed == ndimage.maximum_filter(summed, 5)) & (summed >= min_on_fraction * n_frames)
+        candidates = [(x0 + (px + 0.5) * bin_nm, y0 + (py + 0.5) * bin_nm)
+                      for py, px in sorted(zip(*np.nonzero(peaks)), key=lambda p: -summed[p])]
     tracks, centres = [], []
-    for py, px in sorted(zip(*np.nonzero(peaks)), key=lambda p: -summed[p]):
-        cx, cy = x0 + (px + 0.5) * bin_nm, y0 + (py + 0.5) * bin_nm
+    for cx, cy in candidates:
         if any(np.hypot(cx - a, cy - b) <= 3 * radius_nm for a, b in centres):
             continue  # the same marker, smeared over two bins by the drift
         # follow the marker frame by frame from its centre (drift may move it out of the first box)
@@ -222,7 +227,8 @@ def drift_fiducials(table: dict, min_on_fraction: float = 0.7, radius_nm: float 
             centres.append((cx, cy))
             tracks.append(track - np.nanmean(track[: max(1, n_frames // 20)], axis=0))
     if not tracks:
-        raise ValueError(f"drift (fiducials): no marker is on in {min_on_fraction:.0%} of the frames; "
+        where = " near the picked positions" if markers is not None else ""
+        raise ValueError(f"drift (fiducials): no marker{where} is on in {min_on_fraction:.0%} of the frames; "
                          "use --method rcc or aim")
     mean = np.nanmean(np.stack(tracks), axis=0)
     frames = np.arange(f0, f1 + 1)
