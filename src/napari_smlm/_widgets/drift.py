@@ -176,10 +176,11 @@ class DriftWidget(LocalizationsField, DockForm, Container):
     def _shift(layer, px: float, drift: dict, sign: float):
         """Move every point of ``layer`` by ``sign`` × the drift at its frame (data in
         camera pixels, features in nm)."""
+        from ..core.analysis import drift_at
+
         data = np.array(layer.data, float)
         frames = np.round(data[:, 0]).astype(int)
-        idx = np.clip(frames - int(drift["frame"][0]), 0, len(drift["frame"]) - 1)
-        dx, dy = np.asarray(drift["x"])[idx], np.asarray(drift["y"])[idx]
+        dx, dy = drift_at(drift, frames, "x"), drift_at(drift, frames, "y")
         data[:, 2] += sign * dx / px
         data[:, 1] += sign * dy / px
         features = layer.features.copy()

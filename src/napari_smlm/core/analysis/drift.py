@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["drift_rcc", "drift_fiducials", "drift_aim", "apply_drift", "estimate_drift", "METHODS"]
+__all__ = ["drift_rcc", "drift_fiducials", "drift_aim", "apply_drift", "drift_at", "estimate_drift", "METHODS"]
 
 METHODS = ("rcc", "fiducials", "aim")
 
@@ -38,16 +38,21 @@ def estimate_drift(table: dict, method: str = "rcc", **kwargs) -> dict:
     return {"rcc": drift_rcc, "fiducials": drift_fiducials, "aim": drift_aim}[method](table, **kwargs)
 
 
+def drift_at(drift: dict, frames, key: str) -> np.ndarray:
+    """The drift's ``key`` (x, y, z in nm) at each of ``frames`` (0-based; frames beyond
+    the trajectory take its first or last value)."""
+    idx = np.clip(np.asarray(frames).astype(int) - int(drift["frame"][0]), 0, len(drift["frame"]) - 1)
+    return np.asarray(drift[key], float)[idx]
+
+
 def apply_drift(table: dict, drift: dict, undo: bool = False) -> dict:
     """A copy of ``table`` with the drift subtracted (or added back with ``undo``);
     every column is kept."""
     out = {k: np.array(v, copy=True) for k, v in table.items()}
-    frames = np.asarray(table["frame"]).astype(int)
-    idx = np.clip(frames - int(drift["frame"][0]), 0, len(drift["frame"]) - 1)
     sign = -1.0 if undo else 1.0
     for key in ("x", "y", "z"):
         if key in drift and key in out:
-            out[key] = np.asarray(out[key], float) - sign * np.asarray(drift[key])[idx]
+            out[key] = np.asarray(out[key], float) - sign * drift_at(drift, table["frame"], key)
     return out
 
 
