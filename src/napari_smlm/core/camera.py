@@ -172,7 +172,8 @@ def estimate_camera(
         sums.extend(_background_sums(frames))
         n_read += frames.size
     sums = np.asarray(sums).reshape(-1, 5)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
-    if sums[:, 0].sum() < 2000:
+    total = sums.sum(0)
+    if total[0] < 2000:
         raise ValueError(
             "camera estimation: too few background pixels away from molecules (the movie is too small or too "
             "crowded); give the camera (baseline, e-/ADU, EM gain) instead"
@@ -182,31 +183,24 @@ def estimate_camera(
     def solve(s, kind):
         n, s1, s2, s3, s4 = s
         mean, k2, k3 = s1 / n, s2 / n, s3 / n
+        if baseline is not None:  # κ2 = F²·k·(κ1 - b), F² = 2 for an EMCCD; read noise neglected beside shot noise
+            return k2 / ((2.0 if kind == "emccd" else 1.0) * (mean - baseline)), float(baseline)
         if kind == "emccd":
             # ADU per photoelectron. Read noise adds to κ2 and lowers this where the gain is
             # low and the background dim; κ4/(4κ3) would be free of it, but the wings of
             # molecules left in the sample inflate κ4 far more than κ3 (tried: 70 % off).
             gain = k3 / (3.0 * k2)
-            b = mean - k2 / (2.0 * gain) if baseline is None else float(baseline)
-            if baseline is not None:
-                gain = k2 / (2.0 * (mean - b))
-        else:
-            if baseline is None:
-                gain = k3 / k2
-                for _ in range(20):  # κ3 / (κ2 - σ²), σ in ADU = read noise · k
-                    shot = k2 - (SCMOS_READ_NOISE_E * gain) ** 2
-                    if shot < 0.5 * k2:  # read noise that large is no sCMOS: keep the last gain
-                        break
-                    gain = k3 / shot
-                b = mean - max(k2 - (SCMOS_READ_NOISE_E * gain) ** 2, 0.0) / gain
-            else:
-                b = float(baseline)
-                gain = k2 / (mean - b)  # read noise neglected: it is small beside the background's shot noise
-        return gain, b
+            return gain, mean - k2 / (2.0 * gain)
+        gain = k3 / k2
+        for _ in range(20):  # κ3 / (κ2 - σ²), σ in ADU = read noise · k
+            shot = k2 - (SCMOS_READ_NOISE_E * gain) ** 2
+            if shot < 0.5 * k2:  # read noise that large is no sCMOS: keep the last gain
+                break
+            gain = k3 / shot
+        return gain, mean - max(k2 - (SCMOS_READ_NOISE_E * gain) ** 2, 0.0) / gain
 
     def with_errors(kind):
         """(gain, baseline) and their 1-σ errors by the jackknife over the groups."""
-        total = sums.sum(0)
         est = np.array(solve(total, kind))
         m = len(sums)
         if m < 4:
@@ -214,14 +208,14 @@ def estimate_camera(
         loo = np.array([solve(total - row, kind) for row in sums])
         return est, np.sqrt((m - 1) / m * ((loo - loo.mean(0)) ** 2).sum(0))
 
-    mean = sums[:, 1].sum() / sums[:, 0].sum()
+    mean = total[1] / total[0]
     reason = "given"
     if kind is None:
-        kind, reason = _camera_kind(sums.sum(0), with_errors)
+        kind, reason = _camera_kind(total, with_errors)
         other = "scmos" if kind == "emccd" else "emccd"
 
         def possible(k):
-            gain, b = solve(sums.sum(0), k)
+            gain, b = solve(total, k)
             return bool(np.isfinite(gain) and gain > 0 and b < mean)
 
         if not possible(kind) and possible(other):
@@ -246,9 +240,9 @@ def estimate_camera(
     report = {
         "method": "background noise statistics", "kind": kind, "kind_reason": reason,
         "baseline": float(b), "baseline_err": float(b_err), "adu_per_e": float(gain), "adu_per_e_err": float(gain_err),
-        "e_per_adu": float(gain_e / gain), "em_gain": gain_e, "qe": float(qe), "n_pixels": int(sums[:, 0].sum()),
+        "e_per_adu": float(gain_e / gain), "em_gain": gain_e, "qe": float(qe), "n_pixels": int(total[0]),
         "source": "estimated from the movie's background noise" + (" (baseline given)" if baseline is not None else ""),
-        "background_fraction": float(sums[:, 0].sum() / n_read),
+        "background_fraction": float(total[0] / n_read),
     }
     return cam, report
 
