@@ -51,13 +51,13 @@ def _read(args):
 
 
 def _check_out(out: Path, locs: str) -> None:
+    """--out before any work: writable (the CLI's check_writable), not the input itself."""
+    from .cli import _same_file
     from .core.io.tables import TableError
+    from .core.utils import check_writable
 
-    if out.is_dir():
-        raise TableError(f"--out {out}: is a folder; give a file name")
-    if not out.parent.exists():
-        raise FileNotFoundError(f"--out {out}: folder {out.parent} does not exist")
-    if out.exists() and out.resolve() == Path(locs).resolve():
+    check_writable(out, "--out")
+    if _same_file(out, locs):
         raise TableError(f"--out {out}: is the input file; write to a new file")
 
 
