@@ -3,7 +3,8 @@
 Microscope software writes some of what localization needs into the file: OME-XML
 (``Pixels/@PhysicalSizeX``, ``Detector/@Type``, ``DetectorSettings/@Gain`` and
 ``@Offset``), Micro-Manager (``PixelSizeUm``, the camera adapter's EM gain), ImageJ
-(a calibrated pixel width) and our own ``simulate`` (the whole camera). Whatever is
+(a calibrated pixel width) and a ``napari_smlm`` entry in tifffile's JSON description (the
+whole camera; ``simulate`` does not write it yet). Whatever is
 found is returned with where it came from; the rest of the camera is estimated from
 the movie (:func:`napari_smlm.core.camera.estimate_camera`).
 """
