@@ -302,7 +302,8 @@ def cmd_evaluate(args) -> int:
     if args.plots and Path(args.plots).exists() and not Path(args.plots).is_dir():
         raise WriteError(f"--plots {args.plots}: is a file; expected a folder")
     tolerance = _number(args.tolerance_nm, "--tolerance-nm")
-    tolerance_z = _number(args.tolerance_z_nm, "--tolerance-z-nm")
+    tolerance_z = None if args.tolerance_z_nm is None else _number(args.tolerance_z_nm, "--tolerance-z-nm")
+    z_bin = _number(args.z_bin_nm, "--z-bin-nm")
     pred_cols, gt_cols = {}, {}
     pred = read_table(args.locs, pixel_size_nm=args.pixel_size, columns=pred_cols)
     gt = read_table(args.gt, pixel_size_nm=args.pixel_size, first_frame=args.gt_first_frame, columns=gt_cols)
@@ -316,7 +317,7 @@ def cmd_evaluate(args) -> int:
 
     try:
         metrics, m = evaluate(pred, gt, tolerance, tolerance_z, frame_check=not args.no_frame_check,
-                              unit_check=not args.no_unit_check)
+                              unit_check=not args.no_unit_check, z_bin_nm=z_bin)
     except EvaluationError as exc:
         text = str(exc).replace("localizations", str(args.locs), 1).replace("ground truth", str(args.gt), 1)
         raise EvaluationError(text) from None
@@ -326,20 +327,30 @@ def cmd_evaluate(args) -> int:
         ("precision", f"{metrics['precision']:.4f}"), ("recall", f"{metrics['recall']:.4f}"),
         ("F1", f"{metrics['f1']:.4f}"), ("Jaccard", f"{metrics['jaccard']:.4f}"),
         ("RMSE lateral / axial / volumetric [nm]", f"{metrics['rmse_lat']:.2f} / {metrics['rmse_ax']:.2f} / {metrics['rmse_vol']:.2f}"),
-        ("efficiency lateral / axial / mean [%]", f"{metrics['efficiency_lat']:.2f} / {metrics['efficiency_ax']:.2f} / {metrics['efficiency']:.2f}"),
-        ("bias x / y [nm]", f"{metrics['bias_x']:.2f} / {metrics['bias_y']:.2f}"),
+        ("efficiency lateral / axial / 3D [%]",
+         f"{metrics['efficiency_lat']:.2f} / {metrics['efficiency_ax']:.2f} / {metrics['efficiency_3d']:.2f}"),
+        ("bias x / y / z [nm]", f"{metrics['bias_x']:.2f} / {metrics['bias_y']:.2f} / {metrics['bias_z']:.2f}"),
         ("photons: median relative error / RMSE", f"{metrics['photon_rel_error_median']:.4f} / {metrics['photon_rmse']:.1f}"),
         ("average precision", f"{metrics['average_precision']:.4f}"),
     ]
     width = max(len(r[0]) for r in rows)
-    print(f"tolerance {args.tolerance_nm:g} nm lateral, {args.tolerance_z_nm:g} nm axial")
+    axial = (f"{metrics['tolerance_z_nm']:g} nm axial" if np.isfinite(metrics["tolerance_z_nm"])
+             else "no axial limit")
+    print(f"tolerance {tolerance:g} nm lateral, {axial} "
+          f"({'3D' if metrics['is_3d'] else '2D'} ground truth: its z {'varies' if metrics['is_3d'] else 'is constant'})")
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
+    if metrics["by_z"]:
+        print(f"errors against the true z ({z_bin:g} nm bins; RMSE and bias in nm):")
+        print(f"  {'true z [nm]':>15}  {'GT':>6}  {'recall':>6}  {'RMSE lat':>8}  {'RMSE ax':>8}  {'bias z':>7}")
+        for r in metrics["by_z"]:
+            print(f"  {r['z_lo']:>7g} – {r['z_hi']:<5g}  {r['n_gt']:>6d}  {r['recall']:>6.3f}  {r['rmse_lat']:>8.1f}  "
+                  f"{r['rmse_ax']:>8.1f}  {r['bias_z']:>7.1f}")
     if args.json:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
         print(f"wrote {args.json}", file=sys.stderr if _is_stream(args.json) else sys.stdout)
     if args.plots:
-        for f in save_plots(pred, gt, m, args.plots):
+        for f in save_plots(pred, gt, m, args.plots, z_bin_nm=z_bin):
             print(f"wrote {f}")
     return 0
 
@@ -471,11 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
     p.set_defaults(func=cmd_localize)
 
-    p = sub.add_parser("evaluate", help="compare localizations with ground truth", description="Per-frame optimal matching within the tolerances; precision, recall, F1, Jaccard, RMSE, efficiency, bias, photon error, average precision.")
+    p = sub.add_parser("evaluate", help="compare localizations with ground truth", description="Per-frame optimal matching within the tolerances; precision, recall, F1, Jaccard, RMSE, efficiency, bias, photon error, average precision; for 3D ground truth also axial RMSE and bias, 3D efficiency (SMLM Challenge 2016) and the errors against the true z.")
     p.add_argument("locs", help="localizations (.csv or Picasso .h5)")
     p.add_argument("gt", help="ground truth (our CSV, ThunderSTORM CSV, SMLM-challenge CSV, Picasso .h5, or HDF5 training layout)")
     p.add_argument("--tolerance-nm", type=float, default=250.0, help="lateral matching tolerance [nm] (default 250)")
-    p.add_argument("--tolerance-z-nm", type=float, default=500.0, help="axial matching tolerance [nm] (default 500)")
+    p.add_argument("--tolerance-z-nm", type=float,
+                   help="axial matching tolerance [nm] (default 500 where the ground truth's z varies; "
+                        "none for 2D ground truth)")
+    p.add_argument("--z-bin-nm", type=float, default=100.0,
+                   help="bin width [nm] of the errors against the true z (3D ground truth; default 100)")
     p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
     p.add_argument("--gt-first-frame", type=int, choices=(0, 1), default=1,
@@ -486,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-unit-check", action="store_true",
                    help="compare even when the tables' extents are more than 5x apart (µm or pixels under an nm header?)")
     p.add_argument("--json", help="write the metrics as JSON here (a file, or /dev/stdout)")
-    p.add_argument("--plots", help="write PR curve and error histograms (PNG) into this folder")
+    p.add_argument("--plots", help="write PR curve, error histograms and, for 3D ground truth, errors against z "
+                                   "(PNG) into this folder")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("render", help="render a super-resolution image", description="Render localizations into a super-resolution TIFF (float32).")

@@ -10,7 +10,11 @@ import numpy as np
 from ..utils import atomic_write
 from .matching import MatchResult, match, metrics_from_match
 
-__all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots", "EvaluationError", "check_comparable"]
+__all__ = ["evaluate", "efficiency", "precision_recall_curve", "save_plots", "EvaluationError", "check_comparable",
+           "errors_by_z", "plot_errors_by_z", "z_varies", "DEFAULT_TOLERANCE_Z_NM"]
+
+#: Axial matching tolerance where the ground truth is 3D (SMLM Challenge 2016).
+DEFAULT_TOLERANCE_Z_NM = 500.0
 
 
 class EvaluationError(ValueError):
@@ -106,40 +110,107 @@ def precision_recall_curve(pred: dict, m: MatchResult) -> dict[str, np.ndarray]:
     return {"threshold": prob[order], "precision": precision, "recall": recall, "average_precision": ap}
 
 
-def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: float = 500.0,
-             check: bool = True, frame_check: bool = True, unit_check: bool = True) -> tuple[dict, MatchResult]:
+def z_varies(table: dict, spread_nm: float = 1.0) -> bool:
+    """True where the table's z spans more than ``spread_nm`` (3D data); a table
+    without z, or with every z equal (2D data), is False."""
+    z = np.asarray(table.get("z", ()), float)
+    z = z[np.isfinite(z)]
+    return bool(len(z) and np.ptp(z) > spread_nm)
+
+
+def errors_by_z(pred: dict, gt: dict, m: MatchResult, bin_nm: float = 100.0) -> list[dict]:
+    """Errors against the true z, in bins of ``bin_nm`` over the ground truth's z range
+    (edges on multiples of ``bin_nm``). One dict per bin: ``z_lo``, ``z_hi``,
+    ``z_center`` (nm), ``n_gt``, ``tp``, ``recall``, ``rmse_lat``, ``rmse_ax``,
+    ``bias_z`` (nm, mean predicted − true z; NaN where nothing matched)."""
+    if bin_nm <= 0:
+        raise ValueError(f"bin_nm: expected a positive number, got {bin_nm}")
+    gz = np.asarray(gt.get("z", np.zeros(m.n_gt)), float)
+    if not len(gz) or not np.isfinite(gz).any():
+        return []
+    lo = np.floor(np.nanmin(gz) / bin_nm) * bin_nm
+    hi = max(np.ceil(np.nanmax(gz) / bin_nm) * bin_nm, lo + bin_nm)
+    edges = np.arange(lo, hi + 0.5 * bin_nm, bin_nm)
+    gt_bin = np.clip(np.searchsorted(edges, gz, side="right") - 1, 0, len(edges) - 2)
+    pi, gi = m.pred_index, m.gt_index
+    d = {k: np.asarray(pred[k], float)[pi] - np.asarray(gt[k], float)[gi] for k in ("x", "y", "z")}
+    tp_bin = gt_bin[gi]
+    rows = []
+    for b in range(len(edges) - 1):
+        n_gt = int(np.sum(gt_bin == b))
+        sel = tp_bin == b
+        tp = int(sel.sum())
+        rows.append({
+            "z_lo": float(edges[b]), "z_hi": float(edges[b + 1]), "z_center": float(0.5 * (edges[b] + edges[b + 1])),
+            "n_gt": n_gt, "tp": tp, "recall": tp / n_gt if n_gt else float("nan"),
+            "rmse_lat": float(np.sqrt(np.mean(d["x"][sel] ** 2 + d["y"][sel] ** 2))) if tp else float("nan"),
+            "rmse_ax": float(np.sqrt(np.mean(d["z"][sel] ** 2))) if tp else float("nan"),
+            "bias_z": float(np.mean(d["z"][sel])) if tp else float("nan"),
+        })
+    return rows
+
+
+def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: Optional[float] = None,
+             check: bool = True, frame_check: bool = True, unit_check: bool = True,
+             z_bin_nm: float = 100.0) -> tuple[dict, MatchResult]:
     """Match per frame (Hungarian, within the tolerances) and compute: precision,
     recall, F1, Jaccard, RMSE lateral/axial/volumetric (nm), efficiency lateral
-    (α = 1 nm⁻¹), axial (α = 0.5 nm⁻¹) and their mean, photon error (relative
-    median and RMSE, where ground truth has photons), bias in x/y (nm, mean of
-    prediction - truth) and average precision over the probability threshold.
+    (α = 1 nm⁻¹), axial (α = 0.5 nm⁻¹) and 3D (their mean), photon error (relative
+    median and RMSE, where ground truth has photons), bias in x/y/z (nm, mean of
+    prediction − truth) and average precision over the probability threshold.
+
+    3D or 2D is the ground truth's: where its z varies (``is_3d``), the axial
+    tolerance defaults to 500 nm, ``efficiency`` is the 3D efficiency (mean of
+    lateral and axial, SMLM Challenge 2016) and ``by_z`` holds the errors against the
+    true z in ``z_bin_nm`` bins (:func:`errors_by_z`). For 2D ground truth (every z
+    equal) the matching is lateral only unless ``tolerance_z_nm`` is given,
+    ``efficiency`` is the lateral efficiency and ``by_z`` is empty.
 
     ``check``: refuse tables that cannot be compared (see :func:`check_comparable`).
     """
+    is_3d = z_varies(gt)
+    if tolerance_z_nm is None:
+        tolerance_z_nm = DEFAULT_TOLERANCE_Z_NM if is_3d else np.inf
     if check:
         check_comparable(pred, gt, tolerance_nm, tolerance_z_nm, frame_check=frame_check, unit_check=unit_check)
+    pred, gt = _with_z(pred), _with_z(gt)
     m = match(pred, gt, tolerance_nm, tolerance_z_nm)
     out = metrics_from_match(pred, gt, m)
     out["efficiency_lat"] = efficiency(out["jaccard"], out["rmse_lat"], 1.0)
     out["efficiency_ax"] = efficiency(out["jaccard"], out["rmse_ax"], 0.5)
-    out["efficiency"] = 0.5 * (out["efficiency_lat"] + out["efficiency_ax"])
+    out["efficiency_3d"] = 0.5 * (out["efficiency_lat"] + out["efficiency_ax"])
+    out["efficiency"] = out["efficiency_3d"] if is_3d else out["efficiency_lat"]
     pi, gi = m.pred_index, m.gt_index
     if len(pi):
-        out["bias_x"] = float(np.mean(np.asarray(pred["x"])[pi] - np.asarray(gt["x"])[gi]))
-        out["bias_y"] = float(np.mean(np.asarray(pred["y"])[pi] - np.asarray(gt["y"])[gi]))
+        for k in ("x", "y", "z"):
+            out[f"bias_{k}"] = float(np.mean(np.asarray(pred[k], float)[pi] - np.asarray(gt[k], float)[gi]))
         gp, pp = np.asarray(gt.get("photons", np.full(m.n_gt, np.nan)), float)[gi], np.asarray(pred.get("photons", np.full(m.n_pred, np.nan)), float)[pi]
         ok = np.isfinite(gp) & np.isfinite(pp) & (gp > 0)
         out["photon_rel_error_median"] = float(np.median((pp[ok] - gp[ok]) / gp[ok])) if ok.any() else float("nan")
         out["photon_rmse"] = float(np.sqrt(np.mean((pp[ok] - gp[ok]) ** 2))) if ok.any() else float("nan")
     else:
-        out.update(bias_x=float("nan"), bias_y=float("nan"), photon_rel_error_median=float("nan"), photon_rmse=float("nan"))
+        out.update(bias_x=float("nan"), bias_y=float("nan"), bias_z=float("nan"), photon_rel_error_median=float("nan"),
+                   photon_rmse=float("nan"))
     out["average_precision"] = precision_recall_curve(pred, m)["average_precision"]
     out["n_pred"], out["n_gt"] = float(m.n_pred), float(m.n_gt)
+    out["is_3d"] = is_3d
+    out["tolerance_nm"], out["tolerance_z_nm"] = float(tolerance_nm), float(tolerance_z_nm)
+    out["by_z"] = errors_by_z(pred, gt, m, z_bin_nm) if is_3d else []
     return out, m
 
 
-def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path], title: Optional[str] = None) -> list[Path]:
-    """PR curve and error histograms (dx, dy, dz, photons) as PNG files."""
+def _with_z(table: dict) -> dict:
+    """The table with a z column (zeros where it has none: 2D)."""
+    if "z" in table:
+        return table
+    return {**table, "z": np.zeros(len(table["x"]))}
+
+
+def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path], title: Optional[str] = None,
+               z_bin_nm: float = 100.0) -> list[Path]:
+    """PR curve and error histograms (dx, dy, dz, photons) as PNG files, and where the
+    ground truth's z varies, errors against the true z (``errors_vs_z.png``: lateral and
+    axial RMSE, axial bias and recall in ``z_bin_nm`` bins)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -175,4 +246,41 @@ def save_plots(pred: dict, gt: dict, m: MatchResult, directory: Union[str, Path]
     files.append(directory / "error_histograms.png")
     atomic_write(files[-1], lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
+    if z_varies(gt):
+        fig = plot_errors_by_z(errors_by_z(_with_z(pred), gt, m, z_bin_nm), title=title)
+        files.append(directory / "errors_vs_z.png")
+        atomic_write(files[-1], lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+        plt.close(fig)
     return files
+
+
+def plot_errors_by_z(rows: list[dict], figure=None, title: Optional[str] = None):
+    """Draw :func:`errors_by_z`'s rows: RMSE lateral and axial, axial bias (nm) and
+    recall against the true z (nm). Into ``figure`` (a matplotlib Figure, cleared) or a
+    new pyplot figure; returns the figure."""
+    if figure is None:
+        import matplotlib.pyplot as plt
+
+        figure = plt.figure(figsize=(12, 3.4))
+    figure.clear()
+    axes = figure.subplots(1, 3)
+    z = np.array([r["z_center"] for r in rows])
+    get = lambda key: np.array([r[key] for r in rows], float)  # noqa: E731
+    axes[0].plot(z, get("rmse_lat"), "o-", label="lateral")
+    axes[0].plot(z, get("rmse_ax"), "s-", label="axial")
+    axes[0].set_ylabel("RMSE [nm]")
+    axes[0].set_ylim(bottom=0)
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(0.0, color="0.5", lw=0.8)
+    axes[1].plot(z, get("bias_z"), "o-", color="C2")
+    axes[1].set_ylabel("axial bias (pred − true) [nm]")
+    axes[2].plot(z, get("recall"), "o-", color="C3")
+    axes[2].set_ylim(0, 1.02)
+    axes[2].set_ylabel("recall")
+    for ax in axes:
+        ax.set_xlabel("true z [nm]")
+    if title:
+        figure.suptitle(title)
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
+    return figure
