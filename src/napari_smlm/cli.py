@@ -376,10 +376,8 @@ def cmd_render(args) -> int:
     import tifffile
 
     from .core.io import read_table
-    from .core.render import render
-    from .core.utils import atomic_write
-
-    from .core.utils import check_writable
+    from .core.render import render, render_volume, render_z_color, select_z
+    from .core.utils import atomic_write, check_writable
 
     out = Path(args.out)
     if out.suffix.lower() not in (".tif", ".tiff"):
@@ -389,16 +387,75 @@ def cmd_render(args) -> int:
         raise ValueError(f"--out {out}: is the input table; choose another output name")
     _number(args.pixel_size_nm, "--pixel-size-nm")
     _number(args.sigma_nm, "--sigma-nm")
+    z_range = None
+    if args.z_range is not None:
+        z_range = tuple(float(v) for v in args.z_range)
+        if not (np.isfinite(z_range).all() and z_range[0] < z_range[1]):
+            raise ValueError(f"--z-range: expected LO < HI in nm, got {args.z_range[0]:g} {args.z_range[1]:g}")
+    if args.volume_z_bin is not None:
+        _number(args.volume_z_bin, "--volume-z-bin")
+        if args.color_by == "z":
+            raise ValueError("--color-by z and --volume-z-bin: choose one (a volume is one channel, z is its axis)")
+    if args.color_by == "z":
+        import matplotlib
+
+        if args.colormap not in matplotlib.colormaps:
+            raise ValueError(f"--colormap: {args.colormap!r} is not a matplotlib colour map (e.g. rainbow, turbo)")
     table = read_table(args.locs, pixel_size_nm=args.camera_pixel_size)
     if args.threshold is not None:
         keep = table["prob"] >= args.threshold
         table = {k: v[keep] for k, v in table.items()}
-    image = render(table, args.pixel_size_nm, blur=args.blur, sigma_nm=args.sigma_nm)
+    # the image covers the whole table, slab or not, so slabs of one table overlay
+    shape_nm = (float(np.max(table["y"], initial=0.0)) + args.pixel_size_nm,
+                float(np.max(table["x"], initial=0.0)) + args.pixel_size_nm)
+    n = len(select_z(table, z_range)["x"])
+    kw = dict(blur=args.blur, sigma_nm=args.sigma_nm, shape_nm=shape_nm, z_range_nm=z_range)
     res = 1e7 / args.pixel_size_nm  # pixels per cm
+    slab = "" if z_range is None else f" with z in [{z_range[0]:g}, {z_range[1]:g}] nm"
+    if args.volume_z_bin is not None:
+        volume, edges = render_volume(table, args.pixel_size_nm, args.volume_z_bin, **kw)
+        # ImageJ hyperstack: Fiji reads the voxel size (nm) and the z origin
+        atomic_write(out, lambda tmp: tifffile.imwrite(
+            tmp, volume, imagej=True, resolution=(1 / args.pixel_size_nm, 1 / args.pixel_size_nm),
+            metadata={"axes": "ZYX", "unit": "nm", "spacing": args.volume_z_bin, "zorigin": float(-edges[0] / args.volume_z_bin)}))
+        print(f"rendered {n} localizations{slab} into {volume.shape[0]} z slices of {args.volume_z_bin:g} nm "
+              f"({edges[0]:g} to {edges[-1]:g} nm) x {volume.shape[1]}x{volume.shape[2]} pixels of "
+              f"{args.pixel_size_nm:g} nm ({args.blur}); wrote {out}")
+        return 0
+    if args.color_by == "z":
+        rgb, limits = render_z_color(table, args.pixel_size_nm, colormap=args.colormap, **kw)
+        image = np.round(rgb * 255).astype(np.uint8)
+        meta = {"unit": "nm", "spacing_nm": args.pixel_size_nm, "color_by": "z", "colormap": args.colormap,
+                "z_limits_nm": list(limits)}
+        atomic_write(out, lambda tmp: tifffile.imwrite(tmp, image, photometric="rgb", resolution=(res, res),
+                                                       resolutionunit="CENTIMETER", metadata=meta))
+        colorbar = out.with_name(out.stem + "_colorbar.png")
+        atomic_write(colorbar, lambda tmp: _save_z_colorbar(tmp, args.colormap, limits))
+        flat = "" if len(np.unique(table.get("z", [0.0]))) > 1 else " (every z is equal: 2D data, one colour)"
+        print(f"rendered {n} localizations{slab} into {image.shape[0]}x{image.shape[1]} RGB pixels of "
+              f"{args.pixel_size_nm:g} nm ({args.blur}), coloured by z: {args.colormap} from {limits[0]:.0f} nm "
+              f"to {limits[1]:.0f} nm{flat}; wrote {out} and its colour bar {colorbar}")
+        return 0
+    image = render(table, args.pixel_size_nm, **kw)
     atomic_write(out, lambda tmp: tifffile.imwrite(tmp, image, resolution=(res, res), resolutionunit="CENTIMETER",
                                                    metadata={"unit": "nm", "spacing_nm": args.pixel_size_nm}))
-    print(f"rendered {len(table['x'])} localizations into {image.shape[0]}x{image.shape[1]} pixels of {args.pixel_size_nm:g} nm ({args.blur}); wrote {out}")
+    print(f"rendered {n} localizations{slab} into {image.shape[0]}x{image.shape[1]} pixels of {args.pixel_size_nm:g} nm ({args.blur}); wrote {out}")
     return 0
+
+
+def _save_z_colorbar(path, colormap: str, limits_nm) -> None:
+    """A small PNG colour bar: which colour is which z (nm)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4, 0.9), layout="constrained")
+    norm = matplotlib.colors.Normalize(*limits_nm)
+    fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=colormap), cax=ax, orientation="horizontal",
+                 label="z [nm]")
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
 
 
 def cmd_demo(args) -> int:
@@ -505,7 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(PNG) into this folder")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("render", help="render a super-resolution image", description="Render localizations into a super-resolution TIFF (float32).")
+    p = sub.add_parser("render", help="render a super-resolution image",
+                       description="Render localizations into a super-resolution TIFF: density (float32), coloured by "
+                                   "z (8-bit RGB, with a colour bar PNG) or a z stack (float32, ImageJ hyperstack).")
     p.add_argument("locs", help="localizations (.csv or Picasso .h5)")
     p.add_argument("--pixel-size-nm", type=float, default=10.0, help="render pixel size [nm] (default 10)")
     p.add_argument("--out", required=True, help="output .tif")
@@ -513,6 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-nm", type=float, help="fixed blur σ [nm] instead of each localization's uncertainty")
     p.add_argument("--threshold", type=float, help="keep only localizations with prob >= this")
     p.add_argument("--camera-pixel-size", type=float, help="camera pixel size [nm] for Picasso files without it in their .yaml")
+    p.add_argument("--color-by", choices=("density", "z"), default="density",
+                   help="density: one channel (default); z: each localization coloured by its z, an RGB TIFF "
+                        "and OUT_colorbar.png")
+    p.add_argument("--colormap", default="rainbow", help="matplotlib colour map for --color-by z (default rainbow)")
+    p.add_argument("--z-range", nargs=2, type=float, metavar=("LO", "HI"),
+                   help="only localizations with LO <= z <= HI [nm] (a z slab); with --color-by z also the colour "
+                        "scale's range (default: the data's z range)")
+    p.add_argument("--volume-z-bin", type=float, metavar="NM",
+                   help="render a z stack instead: slices of NM nm in z (Z, rows, cols), for a 3D view")
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("demo", help="simulate a movie, localize it, evaluate and render (about a minute on a CPU)",
