@@ -97,7 +97,14 @@ def cmd_train(args) -> int:
         overrides.append(f"output.run_dir={args.out}")
     if args.init_weights:
         overrides.append(f"training.init_weights={args.init_weights}")
+    if args.max_minutes is not None:
+        overrides.append(f"training.max_minutes={_number(args.max_minutes, '--max-minutes')}")
     cfg = load_config(_config_path(args.config), overrides)
+    if args.psf:
+        from .core.calibration import use_calibration
+
+        chosen = [o.split("=", 1)[1] for o in overrides if o.startswith("simulation.psf.kind=")]
+        print(use_calibration(cfg, args.psf, kind=chosen[-1] if chosen else None))
     if args.debug:
         import torch
 
@@ -509,6 +516,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in the run directory (without it, "
                    "a run directory holding checkpoints is refused: continue it with --resume or choose another --out)")
     p.add_argument("--print-every", type=int, default=25, help="print a running loss every N steps (default 25)")
+    p.add_argument("--psf", metavar="PSF.h5", help="3D PSF calibration (napari-smlm calibrate, or a SMAP *_3dcal.mat): "
+                   "simulate with it, z over its calibrated range (sets simulation.psf.calibration and the spline PSF; "
+                   "--set simulation.psf.kind=astigmatic for its Gaussian fit)")
+    p.add_argument("--max-minutes", type=float, help="time box: stop cleanly (last.pt, best.pt) after this many minutes "
+                   "of training; --resume continues (sets training.max_minutes)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("localize", help="localize molecules in a movie", description="Run a network over a TIFF movie and write the localization table (CSV in ThunderSTORM style, or Picasso HDF5 + YAML).")
@@ -593,8 +605,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from .cli_analysis import add_parsers  # drift, merge, resolution
+    from .cli_calibrate import add_parsers as add_calibrate
 
     add_parsers(sub)
+    add_calibrate(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "SimulationConfig",
     "CameraConfig",
     "PSFConfig",
+    "AstigmatismConfig",
     "EmitterConfig",
     "ModelConfig",
     "ScalingConfig",
@@ -77,11 +78,36 @@ class CameraConfig:
 
 
 @dataclass
-class PSFConfig:
-    """Point-spread function. ``sigma_nm`` is a [min, max] range sampled per emitter."""
+class AstigmatismConfig:
+    """σx(z), σy(z) of an astigmatic Gaussian (Huang et al. 2008), used when
+    ``psf.kind`` is ``astigmatic`` and no calibration file is given:
+    σ(z) = σ0·sqrt(1 + u² + A·u³ + B·u⁴), u = (z − γ)/d. The defaults are a typical
+    cylindrical-lens setup (100 nm pixels, line foci at ∓300 nm)."""
 
-    kind: Literal["gaussian"] = "gaussian"
+    sigma0_x_nm: float = _f(120.0, exclusive_min=0)
+    gamma_x_nm: float = -300.0
+    d_x_nm: float = _f(400.0, exclusive_min=0)
+    A_x: float = 0.0
+    B_x: float = 0.0
+    sigma0_y_nm: float = _f(120.0, exclusive_min=0)
+    gamma_y_nm: float = 300.0
+    d_y_nm: float = _f(400.0, exclusive_min=0)
+    A_y: float = 0.0
+    B_y: float = 0.0
+    z_range_nm: list[float] = _f(factory=lambda: [-800.0, 800.0])
+
+
+@dataclass
+class PSFConfig:
+    """Point-spread function. ``gaussian``: ``sigma_nm`` is a [min, max] range sampled
+    per emitter (2D). ``astigmatic``: σx(z), σy(z) from ``calibration`` (a PSF.h5 from
+    ``napari-smlm calibrate`` or a SMAP ``*_3dcal.mat``) or else from ``astigmatism``.
+    ``spline``: the cubic spline of the bead stack in ``calibration``."""
+
+    kind: Literal["gaussian", "astigmatic", "spline"] = "gaussian"
     sigma_nm: list[float] = _f(factory=lambda: [130.0, 130.0])
+    calibration: Optional[str] = None
+    astigmatism: AstigmatismConfig = field(default_factory=AstigmatismConfig)
 
 
 @dataclass
@@ -180,6 +206,10 @@ class TrainingConfig:
     validation_density_per_um2: Optional[list[float]] = None
     monitor: str = "jaccard"
     early_stopping_patience: Optional[int] = _f(None, min=1)
+    # A time box (minutes of this session's training, counted from fit()'s start):
+    # when it is up, the epoch in progress is cut short, validated and checkpointed
+    # (last.pt, best.pt), and training stops cleanly; --resume continues it.
+    max_minutes: Optional[float] = _f(None, exclusive_min=0)
     max_nonfinite: int = _f(10, min=1)
     detection_threshold: float = _f(0.5, exclusive_min=0, max=1)
     match_tolerance_nm: float = _f(250.0, exclusive_min=0)
@@ -232,6 +262,7 @@ _PAIRS = {
     "simulation.emitters.density_per_um2": (float, None),
     "simulation.emitters.photons": (float, None),
     "simulation.emitters.z_range_nm": (float, None),
+    "simulation.psf.astigmatism.z_range_nm": (float, None),
     "simulation.emitters.background": (float, None),
     "data.augment_brightness": (float, None),
 }

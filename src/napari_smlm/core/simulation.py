@@ -95,6 +95,12 @@ class Simulator:
         self.height, self.width = int(cfg.frame_size[0]), int(cfg.frame_size[1])
         self.pixel_size_nm = float(cfg.pixel_size_nm)
         self.psf = build_psf(cfg.psf, self.pixel_size_nm)
+        z_lo, z_hi = cfg.emitters.z_range_nm
+        known = getattr(self.psf, "z_range_nm", None)
+        if known is not None and (z_lo < known[0] - 1e-6 or z_hi > known[1] + 1e-6):
+            raise ValueError(
+                f"simulation.emitters.z_range_nm: [{z_lo:g}, {z_hi:g}] reaches beyond the PSF's calibrated range "
+                f"[{known[0]:.0f}, {known[1]:.0f}] nm; narrow it (train --psf chooses it for you)")
         self.camera = Camera.from_config(cfg.camera)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))

@@ -227,6 +227,7 @@ class Trainer:
                 "scaling": to_dict(cfg.model.scaling),
                 "camera": to_dict(cfg.simulation.camera),
                 "psf": to_dict(cfg.simulation.psf),
+                "z_range_nm": [float(v) for v in cfg.simulation.emitters.z_range_nm],
                 "detection_threshold": float(cfg.training.detection_threshold),
             },
             "config": to_dict(cfg),
@@ -396,6 +397,7 @@ class Trainer:
         })
         reason = "interrupted"  # until the loop ends on its own
         self.model.train()
+        deadline = time.monotonic() + 60.0 * tcfg.max_minutes if tcfg.max_minutes else math.inf
         try:
             while self.epoch < tcfg.epochs:
                 epoch = self.epoch
@@ -413,6 +415,8 @@ class Trainer:
                         "epoch": epoch, "batch": b, "step": self.step, "steps_per_epoch": tcfg.steps_per_epoch,
                         "lr": self.optimizer.param_groups[0]["lr"], **out,
                     })
+                    if not self._stop_reason and time.monotonic() >= deadline:
+                        self._stop_reason = f"time box of {tcfg.max_minutes:g} minutes reached"
                     if self._stop_reason:
                         break
                 metrics = self.validate()
