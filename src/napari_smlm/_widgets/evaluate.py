@@ -33,7 +33,10 @@ class EvaluateWidget(DockForm, Container):
                                 tooltip="our CSV, ThunderSTORM CSV, SMLM-challenge CSV or Picasso HDF5")
         self.pixel_size = FloatSpinBox(label="camera pixel [nm]", value=100.0, min=1, max=10000)
         self.tolerance = FloatSpinBox(label="tolerance [nm]", value=250.0, min=1, max=10000)
-        self.tolerance_z = FloatSpinBox(label="tolerance z [nm]", value=500.0, min=1, max=10000)
+        self.tolerance_z = FloatSpinBox(label="tolerance z [nm]", value=500.0, min=1, max=10000,
+                                        tooltip="axial matching tolerance, used where the ground truth's z varies "
+                                                "(3D; 500 nm as the SMLM Challenge 2016); 2D ground truth is "
+                                                "matched laterally only")
         self.button = PushButton(text="Evaluate")
         self.table = Label(value="")
         self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance,
@@ -83,6 +86,7 @@ class EvaluateWidget(DockForm, Container):
 
     def run(self, *_):
         from ..core.evaluation import evaluate, precision_recall_curve
+        from ..core.evaluation.metrics import z_varies
 
         try:
             if self.pred.value == self.gt.value and self.pred.value not in (None, FROM_FILE):
@@ -94,30 +98,53 @@ class EvaluateWidget(DockForm, Container):
                 raise ValueError(f"{pred_path} is chosen as both localizations and ground truth")
             pred, pred_layer = self._table_from(self.pred.value, self.pred_file, "localizations")
             gt, _ = self._table_from(self.gt.value, self.gt_file, "ground truth")
-            metrics, m = evaluate(pred, gt, self.tolerance.value, self.tolerance_z.value)
+            # the axial tolerance applies to 3D ground truth; 2D truth is matched laterally
+            tolerance_z = self.tolerance_z.value if z_varies(gt) else None
+            metrics, m = evaluate(pred, gt, self.tolerance.value, tolerance_z)
         except Exception as exc:
             notify_error(exc)
             return None
         self.metrics = metrics
         rows = [("precision", f"{metrics['precision']:.3f}"), ("recall", f"{metrics['recall']:.3f}"),
                 ("F1", f"{metrics['f1']:.3f}"), ("Jaccard", f"{metrics['jaccard']:.3f}"),
-                ("RMSE lateral", f"{metrics['rmse_lat']:.1f} nm"), ("RMSE axial", f"{metrics['rmse_ax']:.1f} nm"),
-                ("efficiency", f"{metrics['efficiency']:.1f} %"),
-                ("TP / FP / FN", f"{int(metrics['tp'])} / {int(metrics['fp'])} / {int(metrics['fn'])}")]
+                ("RMSE lateral", f"{metrics['rmse_lat']:.1f} nm")]
+        if metrics["is_3d"]:
+            rows += [("RMSE axial", f"{metrics['rmse_ax']:.1f} nm"), ("RMSE 3D", f"{metrics['rmse_vol']:.1f} nm"),
+                     ("bias z", f"{metrics['bias_z']:.1f} nm"),
+                     ("efficiency lat", f"{metrics['efficiency_lat']:.1f} %"),
+                     ("efficiency ax", f"{metrics['efficiency_ax']:.1f} %"),
+                     ("efficiency 3D", f"{metrics['efficiency_3d']:.1f} %")]
+        else:
+            rows += [("efficiency", f"{metrics['efficiency']:.1f} %")]
+        rows += [("TP / FP / FN", f"{int(metrics['tp'])} / {int(metrics['fp'])} / {int(metrics['fn'])}")]
         self.table.value = "\n".join(f"{k:<14} {v}" for k, v in rows)
         self._show_layers(pred, gt, m, pred_layer)
-        curve = precision_recall_curve(pred, m)
+        self._plot(precision_recall_curve(pred, m), metrics["by_z"])
+        return metrics
+
+    def _plot(self, curve, by_z):
+        """The precision-recall curve; below it, for 3D ground truth, the errors against
+        the true z (RMSE lateral and axial, axial bias)."""
         self._figure.clear()
-        ax = self._figure.add_subplot(111)
+        ax = self._figure.add_subplot(211 if by_z else 111)
         ax.plot(curve["recall"], curve["precision"])
         ax.set_xlabel("recall")
         ax.set_ylabel("precision")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.02)
         ax.set_title(f"AP = {curve['average_precision']:.3f}", fontsize=9)
+        if by_z:
+            z = [r["z_center"] for r in by_z]
+            ax = self._figure.add_subplot(212)
+            ax.axhline(0.0, color="0.5", lw=0.6)
+            for key, label in (("rmse_lat", "RMSE lateral"), ("rmse_ax", "RMSE axial"), ("bias_z", "bias z")):
+                ax.plot(z, [r[key] for r in by_z], ".-", label=label)
+            ax.set_xlabel("true z [nm]")
+            ax.set_ylabel("nm")
+            ax.legend(fontsize=6, ncols=3, loc="upper center", frameon=False)
+        self._canvas.setMinimumHeight(340 if by_z else 180)
         style_figure(self._figure, self.viewer)
         self._canvas.draw_idle()
-        return metrics
 
     def _show_layers(self, pred, gt, m, ref_layer):
         for layer in self.layers:

@@ -184,7 +184,8 @@ def evaluate(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm: 
     if len(pi):
         for k in ("x", "y", "z"):
             out[f"bias_{k}"] = float(np.mean(np.asarray(pred[k], float)[pi] - np.asarray(gt[k], float)[gi]))
-        gp, pp = np.asarray(gt.get("photons", np.full(m.n_gt, np.nan)), float)[gi], np.asarray(pred.get("photons", np.full(m.n_pred, np.nan)), float)[pi]
+        gp = np.asarray(gt.get("photons", np.full(m.n_gt, np.nan)), float)[gi]
+        pp = np.asarray(pred.get("photons", np.full(m.n_pred, np.nan)), float)[pi]
         ok = np.isfinite(gp) & np.isfinite(pp) & (gp > 0)
         out["photon_rel_error_median"] = float(np.median((pp[ok] - gp[ok]) / gp[ok])) if ok.any() else float("nan")
         out["photon_rmse"] = float(np.sqrt(np.mean((pp[ok] - gp[ok]) ** 2))) if ok.any() else float("nan")
