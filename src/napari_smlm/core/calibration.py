@@ -10,7 +10,10 @@ one HDF5 file (DESIGN.md, "PSF calibration file") and turned into a PSF by
 :func:`napari_smlm.core.psf.build_psf`.
 
 **Direction of z.** Plane k of the stack is taken to show a molecule at
-z = (k − k_focus)·z_step (SMAP's and Picasso's convention). With z positive away
+z = (k − k_focus)·z_step (the convention of Picasso's z calibration and of SMAP's
+Gaussian z fit; SMAP's spline fitter and DECODE report z with the opposite sign,
+and SMAP ``*_3dcal.mat`` files are imported in theirs, see :mod:`.smap`, so that z
+means what those tools say for the same file). With z positive away
 from the coverslip, that is right when each step brings the focal plane closer to
 the coverslip (the beads, which sit on the coverslip, end up ever further on the
 "positive" side of focus). If your stage stepped the focal plane into the sample,
