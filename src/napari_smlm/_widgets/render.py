@@ -7,7 +7,7 @@ z stack for napari's 3D view; a z slab (z from / to) where the localizations' z 
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.viewer import Viewer
 
 from .._layers import points_to_table, render_layer_kwargs
@@ -42,10 +42,11 @@ class RenderWidget(LocalizationsField, DockForm, Container):
         self.mode = ComboBox(label="image", choices=[DENSITY, Z_COLOUR, Z_STACK], value=DENSITY,
                              tooltip="density: one channel; colour by z: each localization coloured by its z (RGB); "
                                      "z stack: slices in z for napari's 3D view. z choices need 3D localizations.")
-        self.z_min = FloatSpinBox(label="z from [nm]", value=0.0, min=-1e5, max=1e5, step=10,
-                                  tooltip="only localizations with z in [from, to] (a z slab); also the colour "
-                                          "scale's range. Starts at the layer's z range.")
-        self.z_max = FloatSpinBox(label="z to [nm]", value=0.0, min=-1e5, max=1e5, step=10)
+        self.z_min = SpinBox(label="z from [nm]", value=0, min=-100_000, max=100_000, step=10,
+                             tooltip="only localizations with z in [from, to] (a z slab); also the colour "
+                                     "scale's range. Starts at the layer's z range.")
+        self.z_max = SpinBox(label="z to [nm]", value=0, min=-100_000, max=100_000, step=10,
+                             tooltip=self.z_min.tooltip)
         self.colormap = ComboBox(label="colour map", choices=list(COLORMAPS), value=COLORMAPS[0])
         self.z_bin = FloatSpinBox(label="z slice [nm]", value=50.0, min=1, max=10000, step=10,
                                   tooltip="thickness of the z stack's slices")
@@ -64,6 +65,7 @@ class RenderWidget(LocalizationsField, DockForm, Container):
         self.layer = None
         self.task: Optional[Task] = None
         self._has_z = False
+        self._z_data_range: Optional[tuple[float, float]] = None
         connect_layer_updates(viewer, self, self._pick_default)
         self.reset_choices()
         self._pick_default()
@@ -76,8 +78,9 @@ class RenderWidget(LocalizationsField, DockForm, Container):
             self.camera_pixel.value = float(layer.metadata["pixel_size_nm"])
         z = _layer_z(layer)
         self._has_z = bool(len(z) and np.ptp(z) > 1.0)
-        if self._has_z:  # the data's range, outwards to whole nm
-            self.z_min.value, self.z_max.value = float(np.floor(z.min())), float(np.ceil(z.max()))
+        if self._has_z:  # the data's range, outwards to 10 nm
+            self._z_data_range = (float(np.floor(z.min() / 10) * 10), float(np.ceil(z.max() / 10) * 10))
+            self.z_min.value, self.z_max.value = self._z_data_range
         self._update_fields()
 
     def _update_fields(self, *_):
@@ -152,6 +155,8 @@ class RenderWidget(LocalizationsField, DockForm, Container):
             return
         render_px, blur, sigma = float(self.pixel_size.value), self.blur.value, self.sigma.value or None
         mode, colormap, z_bin = self.mode.value, self.colormap.value, float(self.z_bin.value)
+        # the layer's name says which slab, where it is not the whole z range
+        slab = "" if z_range in (None, self._z_data_range) else f" z {z_range[0]:g}…{z_range[1]:g}"
         # the image covers every shown localization, slab or not, so slabs overlay
         shape_nm = (float(table["y"].max()) + render_px, float(table["x"].max()) + render_px)
         kw = dict(shape_nm=shape_nm, blur=blur, sigma_nm=sigma, z_range_nm=z_range)
@@ -170,7 +175,6 @@ class RenderWidget(LocalizationsField, DockForm, Container):
             meta = {"napari_smlm": "render", "pixel_size_nm": render_px}
             if z_range is not None:
                 meta["z_range_nm"] = z_range
-            slab = "" if z_range is None else f" z {z_range[0]:g}…{z_range[1]:g}"
             if mode == Z_COLOUR:
                 meta.update(color_by="z", colormap=colormap, z_limits_nm=tuple(extra))
                 name = f"{layer.name} z colour{slab} {render_px:g} nm"
