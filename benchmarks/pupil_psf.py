@@ -298,7 +298,7 @@ def _camera_json(extra: dict) -> dict:
 
 def bead_stack(out_dir, n_beads: int = 12, size: int = 128, z_from_nm: float = -750.0, z_to_nm: float = 750.0,
                z_step_nm: float = 10.0, photons: float = 20000.0, background: float = 20.0, seed: int = 1,
-               psf: Optional[PupilPSF] = None) -> dict:
+               spacing_px: float = 22.0, margin_px: float = 12.0, psf: Optional[PupilPSF] = None) -> dict:
     """A bead z-stack: ``beads.tif`` (uint16 ADU, frames x size x size) and
     ``beads.json`` (the truth) in ``out_dir``.
 
@@ -306,21 +306,22 @@ def bead_stack(out_dir, n_beads: int = 12, size: int = 128, z_from_nm: float = -
     z = z_from + k·z_step (default -750 ... +750 nm in 10 nm steps, 151 frames), in the
     DESIGN.md convention (the bead lies z above the focal plane, away from the
     coverslip, i.e. the first frames are focused 750 nm beyond the beads). Beads are
-    point sources at random sub-pixel positions, at least 20 px apart and 16 px from
-    the edges, ``photons`` per frame each, on ``background`` photons/px; EMCCD noise.
+    point sources at random sub-pixel positions, at least ``spacing_px`` apart in x or
+    in y (so a 2 µm ROI around one holds no other) and ``margin_px`` from the edges,
+    ``photons`` per frame each, on ``background`` photons/px; EMCCD noise.
     Returns the truth dict that is written to ``beads.json``.
     """
     psf = psf or default_psf()
     rng = np.random.default_rng(seed)
     pos = []
     for _ in range(100000):
-        cand = rng.uniform(16.0, size - 16.0, 2)
-        if all(np.hypot(*(cand - q)) >= 20.0 for q in pos):
+        cand = rng.uniform(margin_px, size - margin_px, 2)
+        if all(np.max(np.abs(cand - q)) >= spacing_px for q in pos):
             pos.append(cand)
         if len(pos) == n_beads:
             break
     else:
-        raise ValueError(f"no room for {n_beads} beads 20 px apart in {size}x{size} px")
+        raise ValueError(f"no room for {n_beads} beads {spacing_px:g} px apart in {size}x{size} px")
     pos = np.array(pos)
     n_z = int(round((z_to_nm - z_from_nm) / z_step_nm)) + 1
     z = z_from_nm + z_step_nm * np.arange(n_z)
