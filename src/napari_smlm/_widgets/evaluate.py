@@ -141,9 +141,14 @@ class EvaluateWidget(DockForm, Container):
                 ax.plot(z, [r[key] for r in by_z], ".-", label=label)
             ax.set_xlabel("true z [nm]")
             ax.set_ylabel("nm")
-            ax.legend(fontsize=6, ncols=3, loc="upper center", frameon=False)
-        self._canvas.setMinimumHeight(340 if by_z else 180)
+            ax.legend(fontsize=7, ncols=3, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+                      handlelength=1.2, columnspacing=0.8)
+        self._canvas.setMinimumHeight(360 if by_z else 180)
         style_figure(self._figure, self.viewer)
+        for ax in self._figure.axes:  # legends in the theme's text colour
+            if ax.get_legend() is not None:
+                for text in ax.get_legend().get_texts():
+                    text.set_color(ax.xaxis.label.get_color())
         self._canvas.draw_idle()
 
     def _show_layers(self, pred, gt, m, ref_layer):
