@@ -107,18 +107,34 @@ def test_render_widget_colours_by_z_with_a_colour_bar(make_napari_viewer, qtbot,
     wait_idle(qtbot, r)
     assert not r.layer.rgb and np.asarray(r.layer.data).sum() == pytest.approx(30)
 
-    # z stack: one slice per 100 nm, the clusters in their slices, z to scale for the 3D view
+    # z stack: one slice per 100 nm, the clusters in their slices, in a 3D viewer of its own, in nm
     r.mode.value = "z stack (3D view)"
     r.z_min.value, r.z_max.value = -500.0, 500.0
     r.z_bin.value = 100.0
+    n_layers = len(viewer.layers)
     click(r.button)
     wait_idle(qtbot, r)
-    volume = np.asarray(r.layer.data)
-    edges = np.asarray(r.layer.metadata["z_edges_nm"])
-    assert volume.ndim == 3 and len(edges) == volume.shape[0] + 1 and volume.sum() == pytest.approx(90)
-    for z in (-500.0, 0.0, 500.0):
-        assert volume[np.searchsorted(edges, z, side="right") - 1].sum() == pytest.approx(30), z
-    assert r.layer.scale[0] == pytest.approx(100.0 / PX) and not messages["error"], messages["error"]
+    try:
+        assert not messages["error"], messages["error"]
+        assert len(viewer.layers) == n_layers  # the movie's viewer keeps its frame axis to itself
+        stack = r.volume_viewer
+        assert stack is not None and r.layer in stack.layers and stack.dims.ndisplay == 3
+        volume = np.asarray(r.layer.data)
+        edges = np.asarray(r.layer.metadata["z_edges_nm"])
+        assert volume.ndim == 3 and len(edges) == volume.shape[0] + 1 and volume.sum() == pytest.approx(90)
+        for z in (-500.0, 0.0, 500.0):
+            assert volume[np.searchsorted(edges, z, side="right") - 1].sum() == pytest.approx(30), z
+        assert tuple(r.layer.scale) == pytest.approx((100.0, 10.0, 10.0))
+        # the slice holding z = 0 sits at z = 0 in the world (centre of the slice [0, 100) at 50 nm)
+        k = np.searchsorted(edges, 0.0, side="right") - 1
+        assert r.layer.data_to_world((k, 0, 0))[0] == pytest.approx(50.0)
+        # a second stack goes into the same window
+        click(r.button)
+        wait_idle(qtbot, r)
+        assert r.volume_viewer is stack and len(stack.layers) == 2
+    finally:
+        if r.volume_viewer is not None:
+            r.volume_viewer.close()
 
 
 def test_render_widget_on_2d_localizations_keeps_its_defaults(make_napari_viewer, qtbot, messages):

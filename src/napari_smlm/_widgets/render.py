@@ -1,7 +1,8 @@
 """Render dock widget: Points layer of localizations -> super-resolution Image layer.
 
 Density (one channel, ``hot``), coloured by z (RGB, with a colour bar in the dock) or a
-z stack for napari's 3D view; a z slab (z from / to) where the localizations' z varies.
+z stack (in a napari window of its own, in the 3D view); a z slab (z from / to) where the
+localizations' z varies.
 """
 
 from typing import Optional
@@ -41,7 +42,8 @@ class RenderWidget(LocalizationsField, DockForm, Container):
                                   tooltip="0: each molecule's own predicted uncertainty")
         self.mode = ComboBox(label="image", choices=[DENSITY, Z_COLOUR, Z_STACK], value=DENSITY,
                              tooltip="density: one channel; colour by z: each localization coloured by its z (RGB); "
-                                     "z stack: slices in z for napari's 3D view. z choices need 3D localizations.")
+                                     "z stack: slices in z, shown in 3D in a window of its own. z choices need 3D "
+                                     "localizations.")
         self.z_min = SpinBox(label="z from [nm]", value=0, min=-100_000, max=100_000, step=10,
                              tooltip="only localizations with z in [from, to] (a z slab); also the colour "
                                      "scale's range. Starts at the layer's z range.")
@@ -63,6 +65,7 @@ class RenderWidget(LocalizationsField, DockForm, Container):
             field.changed.connect(self._draw_colorbar)
         self.button.changed.connect(self.run)
         self.layer = None
+        self.volume_viewer = None  # the window of the z stacks
         self.task: Optional[Task] = None
         self._has_z = False
         self._z_data_range: Optional[tuple[float, float]] = None
@@ -184,17 +187,12 @@ class RenderWidget(LocalizationsField, DockForm, Container):
                 self.status.value = (f"{image.shape[1]}×{image.shape[0]} px of {render_px:g} nm, coloured by z from "
                                      f"{extra[0]:.0f} to {extra[1]:.0f} nm ({colormap}; colour bar below)")
             elif mode == Z_STACK:
-                edges = extra
-                # z in the same units as y and x (camera pixels), so the 3D view is to scale
-                scale = (z_bin / px * float(layer.scale[-1]), *kw2d["scale"])
-                translate = ((edges[0] + 0.5 * z_bin) / px * float(layer.scale[-1]), *kw2d["translate"])
-                meta.update(z_edges_nm=tuple(float(e) for e in edges))
-                self.layer = self.viewer.add_image(image, name=f"{layer.name} z stack{slab} {render_px:g} nm",
-                                                   colormap="hot", contrast_limits=_limits(image), blending="additive",
-                                                   metadata=meta, scale=scale, translate=translate)
-                self.status.value = (f"{image.shape[0]} z slices of {z_bin:g} nm ({edges[0]:g} to {edges[-1]:g} nm) × "
-                                     f"{image.shape[2]}×{image.shape[1]} px: napari's 3D view (the cube button at "
-                                     f"the bottom left) shows it; hide the movie")
+                meta.update(z_edges_nm=tuple(float(e) for e in extra))
+                self.layer = self._show_volume(image, extra, z_bin, render_px,
+                                               f"{layer.name} z stack{slab} {render_px:g} nm", meta)
+                self.status.value = (f"{image.shape[0]} z slices of {z_bin:g} nm ({extra[0]:g} to {extra[-1]:g} nm) × "
+                                     f"{image.shape[2]}×{image.shape[1]} px of {render_px:g} nm, in a viewer window "
+                                     f"of its own, in 3D (drag to turn it; its 2D/3D button shows slices)")
             else:
                 self.layer = self.viewer.add_image(image, name=f"{layer.name} render{slab} {render_px:g} nm",
                                                    colormap="hot", contrast_limits=_limits(image), blending="additive",
@@ -213,6 +211,30 @@ class RenderWidget(LocalizationsField, DockForm, Container):
                          on_return=done, on_error=failed, on_finish=finished)
         self.button.enabled = False
         self.task.start()
+
+
+    def _show_volume(self, volume, edges, z_bin, render_px, name, meta):
+        """The z stack in a napari window of its own, in the 3D view, in nm. (In the
+        main viewer its z axis would share the movie's frame axis.)"""
+        import napari
+
+        viewer = self.volume_viewer
+        try:
+            alive = viewer is not None and viewer.window._qt_window.isVisible()
+        except (AttributeError, RuntimeError):  # closed by the user
+            alive = False
+        if not alive:
+            viewer = self.volume_viewer = napari.Viewer(title="napari-smlm: z stack", show=True)
+            viewer.canvas.overlays["scale_bar"].visible = True
+        # voxel (k, i, j) covers z in [edges[k], edges[k+1]), y in [i·r, (i+1)·r), x in [j·r, (j+1)·r) nm
+        layer = viewer.add_image(volume, name=name, colormap="hot", contrast_limits=_limits(volume),
+                                 blending="additive", rendering="mip", metadata=meta, units="nm",
+                                 scale=(z_bin, render_px, render_px),
+                                 translate=(float(edges[0]) + 0.5 * z_bin, 0.5 * render_px, 0.5 * render_px))
+        viewer.dims.axis_labels = ("z [nm]", "y [nm]", "x [nm]")
+        viewer.dims.ndisplay = 3
+        viewer.reset_view()
+        return layer
 
 
 def _limits(image: np.ndarray) -> tuple[float, float]:
