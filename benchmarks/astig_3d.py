@@ -11,11 +11,12 @@ and the Cramér-Rao bound, on movies from a PSF that is not ours.
    ±600 nm, 100 nm pixels, EMCCD (baseline 100 ADU, 45 e-/ADU, EM gain 100, QE 0.9,
    read noise 74.4 e-): 0.2 molecules/µm² (``--frames`` first number, 2,000 frames)
    and 1 molecule/µm² (second number, 1,000 frames).
-2. Picasso (1.17; ``pip install picassosr``, a benchmark-only dependency) as its users
-   run it: the bead stack localized with the least-squares Gaussian (``gausslq``,
-   which reports sx and sy; box 15), its z calibration by ``picasso.zfit.calibrate_z``
-   (6th-order polynomials of the mean sx, sy per plane, z = 0 where they cross,
-   magnification factor 1 because beads and molecules lie in the same medium), then
+2. Picasso (``pip install picassosr``, 0.11.3 here; a benchmark-only dependency) as
+   its users run it: the bead stack localized with the least-squares Gaussian
+   (``gausslq``, which reports sx and sy; box 15), its z calibration by
+   ``picasso.zfit.calibrate_z`` (6th-order polynomials of the mean sx, sy per plane,
+   z = 0 where they cross, magnification factor 1 because beads and molecules lie in
+   the same medium), then
    each movie localized with ``gausslq`` and z fitted by ``picasso.zfit.zfit`` (no
    residual filter, as ``picasso.localize.localize(calibration_3d=...)`` does).
    Picasso's calibrate_z gives the *first* plane of a stack z = +(n-1)·step/2, so the
@@ -122,6 +123,29 @@ class TrueCRLB:
             fisher = np.einsum("nip,njp,np->nij", g, g, w)
             out[sl] = np.sqrt(np.diagonal(np.linalg.inv(fisher), axis1=1, axis2=2)[:, :3])
         return out
+
+
+def bound_check(psf_file: Path, background: float = 50.0) -> list[dict]:
+    """The bound of the true PSF beside that of our calibrated spline (both over the
+    spline's ROI, the molecule at a pixel centre): how much of the PSF the calibration
+    captured. Empty where our 3D CRLB or calibration code is missing."""
+    try:
+        from napari_smlm.core.calibration import load_calibration
+        from napari_smlm.core.evaluation.crlb import crlb_3d_nm
+        from napari_smlm.core.psf import SplinePSF
+    except ImportError as exc:
+        print(f"no 3D CRLB of our calibration ({exc})", flush=True)
+        return []
+    spline = SplinePSF.from_calibration(load_calibration(psf_file))
+    true = TrueCRLB(background, roi=spline.roi)
+    z = np.arange(-600.0, 601.0, 200.0)
+    rows = []
+    for n in (1000.0, 3000.0, 6000.0):
+        ours = crlb_3d_nm(spline, np.full(len(z), n), background, z)
+        ref = true(np.full(len(z), n), z)
+        rows += [{"photons": n, "z": float(zz), "true": [float(v) for v in r], "calibrated": [float(v) for v in o]}
+                 for zz, r, o in zip(z, ref, ours)]
+    return rows
 
 
 def inner(table: dict, size: int, margin_px: float) -> dict:
@@ -302,6 +326,14 @@ def markdown(result: dict) -> str:
                          f"{s['jaccard']:.3f} | {s['rmse_lat']:.1f} | {s['rmse_ax']:.1f} | {s['bias_z']:+.1f} | "
                          f"{s['efficiency']:.1f} | {s['crlb_lat']:.1f} | {s['crlb_ax']:.1f} |")
         lines.append("")
+    if result.get("bound_check"):
+        lines += ["## The bound of the true PSF and of our calibrated spline", "",
+                  "x / y / z in nm; the spline's ROI, the molecule at a pixel centre, background 50 photons/px, EMCCD.", "",
+                  "| photons | z nm | true PSF | calibrated spline |", "|---|---|---|---|"]
+        for b in result["bound_check"]:
+            lines.append(f"| {b['photons']:.0f} | {b['z']:+.0f} | {' / '.join(f'{v:.1f}' for v in b['true'])} | "
+                         f"{' / '.join(f'{v:.1f}' for v in b['calibrated'])} |")
+        lines.append("")
     lines += ["CRLB: the true pupil PSF's bound, RMS over the molecules the method matched (lateral: sqrt(CRLBx² + CRLBy²)).",
               f"Data generation: {', '.join(f'{k} {v:.0f} s' for k, v in result['generation_s'].items())} (0: cached)."]
     if result.get("ours"):
@@ -356,6 +388,11 @@ def main() -> None:
             print("napari-smlm calibrate / train --psf are not available yet: our rows are skipped", flush=True)
         else:
             ckpt, result["ours"] = our_model(args, work)
+            if result["ours"].get("psf"):
+                try:
+                    result["bound_check"] = bound_check(Path(result["ours"]["psf"]))
+                except Exception as exc:  # noqa: BLE001 - a side table: report, do not stop the benchmark
+                    print(f"bound check failed: {exc}", flush=True)
             for name, _, _ in MOVIES:
                 rows.append({"movie": name, **our_row(ckpt, work / f"movie_{name}", args.size, args.margin_px, crlb)})
     result["rows"] = rows
