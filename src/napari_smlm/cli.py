@@ -251,8 +251,7 @@ def cmd_localize(args) -> int:
         print(f"camera: {describe_camera(camera)}")
 
     model = LocalizationModel.load(args.model)
-    print(f"model: {model.source} ({model.model.architecture}, {model.frame_window}-frame window, "
-          f"trained at {model.pixel_size_nm:g} nm pixels)")
+    print(f"model: {model.describe()}")
     t_start = time.time()
     last = [0.0]
 

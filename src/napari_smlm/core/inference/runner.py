@@ -105,8 +105,22 @@ class LocalizationModel:
             camera=camera,
             detection_threshold=threshold,
             source=str(path),
-            info={"epoch": state.get("epoch"), "step": state.get("step"), "best_metric": state.get("best_metric")},
+            info={"epoch": state.get("epoch"), "step": state.get("step"), "best_metric": state.get("best_metric"),
+                  "z_range_nm": list(inf.get("z_range_nm") or [0.0, 0.0]),
+                  "psf": dict(inf.get("psf") or {}).get("kind", "gaussian")},
         )
+
+    @property
+    def z_range_nm(self) -> tuple[float, float]:
+        """The z range the model was trained on; (0, 0) for a 2D model."""
+        lo, hi = (self.info.get("z_range_nm") or [0.0, 0.0])[:2]
+        return float(lo), float(hi)
+
+    def describe(self) -> str:
+        lo, hi = self.z_range_nm
+        dims = f"3D ({self.info.get('psf')} PSF, z {lo:.0f}..{hi:.0f} nm)" if hi > lo else "2D"
+        return (f"{self.source} ({self.model.architecture}, {dims}, {self.frame_window}-frame window, "
+                f"trained at {self.pixel_size_nm:g} nm pixels)")
 
     @property
     def halo(self) -> int:
