@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["table_to_points", "points_to_table", "render_layer_kwargs", "POINT_COLUMNS"]
+__all__ = ["table_to_points", "points_to_table", "render_layer_kwargs", "color_kwargs", "z_varies", "POINT_COLUMNS"]
 
 POINT_COLUMNS = ("frame", "x", "y", "z", "photons", "bg", "prob", "sigma_x", "sigma_y", "sigma_z", "sigma_photons")
 
@@ -43,6 +43,26 @@ def points_to_table(data: np.ndarray, features: Optional[dict], pixel_size_nm: f
     for k, default in (("z", 0.0), ("photons", np.nan), ("bg", np.nan), ("prob", 1.0)):
         table.setdefault(k, np.full(n, default))
     return table
+
+
+def z_varies(features: Optional[dict], min_span_nm: float = 1.0) -> bool:
+    """True when the localizations' finite z spans more than ``min_span_nm`` (3D data)."""
+    z = np.asarray((features or {}).get("z", []), float)
+    z = z[np.isfinite(z)]
+    return bool(len(z) and np.ptp(z) > min_span_nm)
+
+
+def color_kwargs(features: dict, by: str) -> dict:
+    """Face-colour settings of a Points layer coloured by the feature ``by``: z with a
+    rainbow-like colour map (``turbo``), anything else with ``viridis``; the colour
+    range is the feature's finite range. Set them in this order (napari keeps the
+    old range when only the feature changes)."""
+    values = np.asarray(features[by], float)
+    values = values[np.isfinite(values)]
+    lo, hi = (float(values.min()), float(values.max())) if len(values) else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = lo - 0.5, hi + 0.5
+    return {"face_colormap": "turbo" if by == "z" else "viridis", "face_color": by, "face_contrast_limits": (lo, hi)}
 
 
 def render_layer_kwargs(render_pixel_nm: float, camera_pixel_nm: float, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0)) -> dict:

@@ -14,7 +14,7 @@ from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatS
                               PushButton, SpinBox)
 from napari.viewer import Viewer
 
-from .._layers import points_to_table, table_to_points
+from .._layers import color_kwargs, points_to_table, table_to_points, z_varies
 from ._common import (DockForm, MovieFields, Task, connect_layer_updates, describe_camera, existing_file,
                       file_metadata, layer_choices, movie_from_layer, notify_error, notify_info, plural,
                       user_message, wrap_label)
@@ -90,7 +90,9 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.min_photons = FloatSpinBox(label="photons ≥", value=0.0, min=0, max=1e7, step=100)
         self.max_uncertainty = FloatSpinBox(label="σ ≤ [nm]", value=0.0, min=0, max=1e4, step=5,
                                             tooltip="largest predicted lateral uncertainty; 0: off")
-        self.color_by = ComboBox(label="colour by", choices=["prob", "photons"], value="prob")
+        self._three_d = False  # the result has z: "z" is a colour choice
+        self.color_by = ComboBox(label="colour by", choices=self._color_choices, value="prob",
+                                 tooltip="the points' colour: probability, photons, or z (3D models)")
         self.scale_maps_button = PushButton(text="Per-scale maps",
                                             tooltip="multi-scale models: each scale's probability map, current frame")
         self.export_button = PushButton(text="Export…", tooltip="write the points shown as CSV (ThunderSTORM "
@@ -289,10 +291,16 @@ class LocalizeWidget(MovieFields, DockForm, Container):
             kw = {"scale": scale, "translate": translate}
         else:
             kw = {"scale": (1.0, *scale), "translate": (0.0, *translate), "axis_labels": ("frame", "y", "x")}
+        was_3d, self._three_d = self._three_d, z_varies(features)
+        self._setting = True  # choices change: no recolouring of a layer about to be replaced
+        self.color_by.reset_choices()
+        if self._three_d and not was_3d:  # a first 3D result: its colour shows z (the user may choose again)
+            self.color_by.value = "z"
+        self._setting = False
         self.layer = self.viewer.add_points(
-            data, features=features, name=name, size=1.2, border_width=0, face_color=self.color_by.value,
-            face_colormap="viridis", out_of_slice_display=False,
-            metadata={"pixel_size_nm": result.pixel_size_nm, "napari_smlm": "localizations"}, **kw,
+            data, features=features, name=name, size=1.2, border_width=0, out_of_slice_display=False,
+            metadata={"pixel_size_nm": result.pixel_size_nm, "napari_smlm": "localizations"},
+            **color_kwargs(features, self.color_by.value), **kw,
         )
         if not two_d and self.viewer.dims.ndim == 3 and self.viewer.dims.axis_labels[0] in ("-3", "0"):
             self.viewer.dims.axis_labels = ("frame", *self.viewer.dims.axis_labels[1:])
@@ -326,9 +334,14 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.summary.value = (f"{plural(int(keep.sum()), 'molecule')} shown (of {len(keep):,} candidates) in "
                               + self._run_info)
 
+    def _color_choices(self, _widget=None) -> list[str]:
+        return ["prob", "photons", "z"] if self._three_d else ["prob", "photons"]
+
     def _recolor(self, value):
-        if self.layer is not None and self.layer in self.viewer.layers:
-            self.layer.face_color = value
+        if self._setting or value is None or self.layer is None or self.layer not in self.viewer.layers:
+            return
+        for key, setting in color_kwargs(self.layer.features, value).items():
+            setattr(self.layer, key, setting)
 
     # ------------------------------------------------------------------ export
     def export(self, path=None) -> Optional[str]:
