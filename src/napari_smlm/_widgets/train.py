@@ -1,4 +1,5 @@
-"""Train dock widget: simulate data like the movie, train with live curves, stop, resume."""
+"""Train dock widget: simulate data like the movie (2D, or 3D from a PSF calibration), train
+with live curves, stop, resume, within a time box."""
 
 import time
 from pathlib import Path
@@ -10,13 +11,21 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
 from napari.viewer import Viewer
 
 from ._common import (DockForm, MovieFields, Task, add_plot, connect_layer_updates, describe_camera, existing_file,
-                      file_metadata, iterate_callback, layer_choices, movie_from_layer, notify_error, notify_info,
-                      style_figure, user_message, wrap_label)
+                      file_metadata, file_value, iterate_callback, layer_choices, movie_from_layer, notify_error,
+                      notify_info, style_figure, user_message, wrap_label)
 
-PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference"}
-PRESET_TIP = ("quick (CPU minutes): the smoke config, a small model for trying things\n"
+PRESETS = {"quick (CPU minutes)": "smoke", "default 2D": "default_2d", "DECODE (GPU)": "decode_reference",
+           "astigmatic 3D": "astig_3d"}
+PRESET_3D = "astigmatic 3D"
+PRESET_TIP = ("Choosing a preset fills the fields below with its values.\n"
+              "quick (CPU minutes): the smoke config, a small model for trying things\n"
               "default 2D: the bundled model's config\n"
-              "DECODE (GPU): DECODE's reference settings, for a GPU")
+              "DECODE (GPU): DECODE's reference settings, for a GPU\n"
+              "astigmatic 3D: z from the PSF's shape, fine-tuned from the bundled model; with a PSF calibration "
+              "its spline PSF, else a typical cylindrical lens")
+PSF_TIP = ("a 3D PSF calibration (.h5 from Calibrate or napari-smlm calibrate, or a SMAP *_3dcal.mat): training "
+           "simulates its spline PSF, its pixel size and z over its calibrated range; empty: 2D, a Gaussian PSF "
+           "of σ min..max")
 # Architectures whose loss differs from the presets' train from their own config.
 ARCHITECTURES = {"sigma_munet": None, "double_munet": None, "simple_smlm_net": None,
                  "multiscale_var": "multiscale_var", "fusion_unet": "fusion_unet"}
@@ -57,11 +66,19 @@ class TrainWidget(MovieFields, DockForm, Container):
         self.steps = SpinBox(label="steps/epoch", value=60, min=1, max=100000, tooltip="batches per epoch")
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=4096)
         self.lr = FloatSpinBox(label="learning rate", value=1e-3, min=1e-7, max=1.0, step=1e-4)
+        self.lr.native.setDecimals(6)  # the presets' 6e-4 survives
+        self.max_minutes = FloatSpinBox(label="max minutes", value=0.0, min=0, max=1e6, step=5,
+                                        tooltip="time box: after this many minutes the epoch in progress is cut "
+                                                "short, validated and checkpointed, and training ends; 0: no limit")
+        self.max_minutes.native.setSpecialValueText("no limit")
+        self.psf_file = FileEdit(label="PSF calibration", filter="*.h5 *.hdf5 *.mat", tooltip=PSF_TIP)
+        self.psf_info = wrap_label(Label(value="", visible=False))
         self.output = FileEdit(label="output", mode="d", value=str(Path("runs") / "napari"),
                                tooltip="folder for last.pt, best.pt and the metrics")
         self.resume = FileEdit(label="resume from", filter="*.pt", tooltip="optional: a last.pt to continue")
         self.from_bundled = CheckBox(label="start from bundled", value=False,
-                                     tooltip="fine-tune the bundled model's weights (preset 'default 2D' architecture)")
+                                     tooltip="fine-tune the bundled model's weights (the architecture of 'default 2D' "
+                                             "and 'astigmatic 3D')")
         self.start_button = PushButton(text="Train")
         self.stop_button = PushButton(text="Stop", enabled=False, tooltip="end after the current batch; "
                                                                          "checkpoints stay intact")
@@ -69,13 +86,16 @@ class TrainWidget(MovieFields, DockForm, Container):
         buttons.margins = (0, 0, 0, 0)
         self.progress = ProgressBar(label="progress", value=0, min=0, max=100)
         self.status = wrap_label(Label(value=""))
-        self.extend([self.preset, self.image, self.fill_button, self.pixel_size, self.sigma_min, self.sigma_max,
-                     self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max,
-                     self.camera_from_movie, self.architecture, self.epochs, self.steps,
-                     self.batch_size, self.lr, self.output, self.resume, self.from_bundled, buttons, self.progress])
+        self.extend([self.preset, self.psf_file, self.image, self.fill_button, self.pixel_size, self.sigma_min,
+                     self.sigma_max, self.photons_min, self.photons_max, self.bg_min, self.bg_max, self.density_max,
+                     self.camera_from_movie, self.architecture, self.epochs, self.steps, self.batch_size, self.lr,
+                     self.max_minutes, self.output, self.resume, self.from_bundled, buttons, self.progress])
+        self._full_width(self.psf_info, after=self.psf_file)
         self._full_width(self.camera_info, after=self.camera_from_movie)
         self._full_width(self.status)
         self.fill_button.changed.connect(self.fill_from_movie)
+        self.preset.changed.connect(self._preset_changed)
+        self.psf_file.changed.connect(lambda *_: self._psf_changed())
         self.start_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.image.changed.connect(self._image_changed)
@@ -94,6 +114,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         self._first_step = 0
         self._epochs = self._steps = 1
         self._head = self._val_text = ""
+        self._psf_text = ""
         self._add_plot()
         self._fit_dock()
         # Closing the widget (or napari) ends a running training after its batch.
@@ -104,6 +125,54 @@ class TrainWidget(MovieFields, DockForm, Container):
         self.ax_loss = self.figure.add_subplot(211)
         self.ax_val = self.figure.add_subplot(212)
         self._draw()
+
+    # ------------------------------------------------------------------ preset, PSF
+    def _preset_changed(self, value):
+        """Fill the fields with the preset's values (what it simulates and how long it trains)."""
+        from ..cli import CONFIG_DIR
+        from ..core.config import load_config
+
+        try:
+            cfg = load_config(CONFIG_DIR / f"{PRESETS[value]}.yaml")
+        except Exception as exc:  # noqa: BLE001 - a broken preset file: say so, keep the fields
+            notify_error(f"preset {value}: {user_message(exc)}")
+            return
+        sim, e, tr = cfg.simulation, cfg.simulation.emitters, cfg.training
+        self.sigma_min.value, self.sigma_max.value = sim.psf.sigma_nm
+        self.photons_min.value, self.photons_max.value = e.photons
+        self.bg_min.value, self.bg_max.value = e.background
+        self.density_max.value = e.density_per_um2[1]
+        self.epochs.value, self.steps.value, self.batch_size.value = tr.epochs, tr.steps_per_epoch, tr.batch_size
+        self.lr.value = cfg.optimizer.lr
+        self.max_minutes.value = tr.max_minutes or 0.0
+        self.from_bundled.value = tr.init_weights == "default"
+        self._show_sigma()
+
+    def _show_sigma(self):
+        """PSF σ min/max only where the PSF is the 2D Gaussian they describe."""
+        gaussian = PRESETS[self.preset.value] != "astig_3d" and file_value(self.psf_file) is None
+        self.sigma_min.visible = self.sigma_max.visible = gaussian
+
+    def _psf_changed(self):
+        """A calibration chosen: say what it holds, and make the 3D preset the default."""
+        from ..core.calibration import load_calibration
+
+        path = file_value(self.psf_file)
+        self.psf_info.visible = path is not None
+        if path is None:
+            self.psf_info.value = ""
+            self._show_sigma()
+            return
+        try:
+            cal = load_calibration(path)
+        except Exception as exc:  # noqa: BLE001 - shown in place; Train reports it again
+            self.psf_info.value = f"not usable: {user_message(exc)}"
+            return
+        if self.preset.value != PRESET_3D:
+            self.preset.value = PRESET_3D
+        self.pixel_size.value = cal.pixel_size_nm  # the spline's grid is the calibration's camera pixel
+        self.psf_info.value = f"PSF: spline from {path} ({cal.summary()})"
+        self._show_sigma()
 
     # ------------------------------------------------------------------ fill
     def fill_from_movie(self, *_):
@@ -161,7 +230,7 @@ class TrainWidget(MovieFields, DockForm, Container):
             f"simulation.emitters.density_per_um2=[0.0,{self.density_max.value}]",
             f"training.epochs={self.epochs.value}", f"training.steps_per_epoch={self.steps.value}",
             f"training.batch_size={self.batch_size.value}", f"optimizer.lr={self.lr.value}",
-            f"output.run_dir={self.output.value}",
+            f"training.max_minutes={self.max_minutes.value or 'null'}", f"output.run_dir={self.output.value}",
         ]
         config = PRESETS[self.preset.value]
         arch = self.architecture.value
@@ -177,9 +246,15 @@ class TrainWidget(MovieFields, DockForm, Container):
         if self.camera_from_movie.value and self.camera is not None:
             c = self.camera.to_dict()
             o.append("simulation.camera={" + ", ".join(f"{k}: {v}" for k, v in c.items()) + "}")
-        if self.from_bundled.value:
-            o.append("training.init_weights=default")
-        return load_config(CONFIG_DIR / f"{config}.yaml", o)
+        o.append(f"training.init_weights={'default' if self.from_bundled.value else 'null'}")
+        cfg = load_config(CONFIG_DIR / f"{config}.yaml", o)
+        psf = existing_file(self.psf_file, "PSF calibration", "calibration file")
+        self._psf_text = ""
+        if psf is not None:
+            from ..core.calibration import use_calibration
+
+            self._psf_text = use_calibration(cfg, psf)
+        return cfg
 
     # ------------------------------------------------------------------ run
     def start(self, *_):
@@ -209,6 +284,7 @@ class TrainWidget(MovieFields, DockForm, Container):
                 return
             overwrite = True
         self._stop_requested = False
+        self._end_reason = ""
         self.losses, self.val = [], []
         self.best_checkpoint = None
         self._steps_total = cfg.training.epochs * cfg.training.steps_per_epoch
@@ -235,7 +311,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         self.stop_button.enabled = True
         self.progress.value = 0
         self._draw()
-        self.status.value = "building the model and the validation set…"
+        self.status.value = "\n".join(x for x in (self._psf_text, "building the model and the validation set…") if x)
         self.task.start()
 
     def stop(self, *_):
@@ -268,7 +344,8 @@ class TrainWidget(MovieFields, DockForm, Container):
             self._steps_total = self._epochs * self._steps
             self._first_step = event["epoch"] * self._steps
             self._t0 = time.perf_counter()
-            self._head = f"training {event['architecture']} on {event['device']}"
+            self._head = "\n".join(x for x in (f"training {event['architecture']} on {event['device']}",
+                                                self._psf_text) if x)
             self.status.value = f"{self._head}\nepoch {event['epoch'] + 1} of {self._epochs}"
             if self.task is not None:
                 self.task.step(self._first_step, self._steps_total)
@@ -315,11 +392,15 @@ class TrainWidget(MovieFields, DockForm, Container):
 
     def _on_done(self, info):
         best = f"; best: {self.best_checkpoint}" if self.best_checkpoint else ""
+        reason = getattr(self, "_end_reason", "")
         if info["stopped"]:
             text = f"training stopped after epoch {info['epoch']} of {info['epochs']}; checkpoints in {info['run_dir']}"
+        elif reason.startswith("time box"):
+            text = (f"training ended ({reason}) after epoch {info['epoch']} of {info['epochs']}; checkpoints in "
+                    f"{info['run_dir']}; resume from its last.pt to continue")
         else:
             text = f"training finished ({info['epochs']} epochs); checkpoints in {info['run_dir']}"
-        self.status.value = "\n".join(x for x in (text + best, getattr(self, "_val_text", "")) if x)
+        self.status.value = "\n".join(x for x in (text + best, getattr(self, "_val_text", ""), self._psf_text) if x)
         notify_info(text)
 
     def _on_error(self, exc):
