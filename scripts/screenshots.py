@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QApplication
 from napari_smlm._sample_data import simulated_layers
 
 OUT = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images")
-ONLY = set(sys.argv[2:])  # e.g. "drift": only those screenshots
+ONLY = set(sys.argv[2:])  # e.g. "drift" or "calibrate": only those screenshots
 OUT.mkdir(parents=True, exist_ok=True)
 app = QApplication.instance() or QApplication([])
 
@@ -101,8 +101,41 @@ def drift_shot():
     viewer.close()
 
 
-if ONLY == {"drift"}:
-    drift_shot()
+def calibrate_shot():
+    """A bead z-stack (benchmarks/astig_3d.py's pupil-function beads, /work/bench3d or
+    NAPARI_SMLM_BEADS), calibrated with the Calibrate widget: beads numbered, the averaged
+    PSF beside the stack at z = +300 nm, σx(z), σy(z) and the residuals in the dock."""
+    import os
+    import shutil
+
+    source = Path(os.environ.get("NAPARI_SMLM_BEADS", "/work/bench3d/beads.tif"))
+    if not source.is_file():
+        print(f"calibrate.png skipped: no bead stack at {source} (set NAPARI_SMLM_BEADS)")
+        return
+    work = Path(tempfile.mkdtemp(prefix="napari-smlm-screenshot-beads-"))
+    beads = work / source.name
+    shutil.copy(source, beads)
+    _open.clear()
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.open(str(beads), plugin="napari-smlm")
+    cal = open_alone(viewer, "Calibrate")
+    cal.z_step.value = 10.0
+    cal.run()
+    wait(cal)
+    cal.save(work / "psf.h5")
+    viewer.reset_view()
+    stack = viewer.layers[beads.stem]
+    viewer.dims.set_current_step(0, int(stack.data.shape[0] * 0.7))  # above focus: the PSF is stretched
+    shot(viewer, "calibrate.png")
+    viewer.close()
+
+
+if ONLY and ONLY <= {"drift", "calibrate"}:
+    if "drift" in ONLY:
+        drift_shot()
+    if "calibrate" in ONLY:
+        calibrate_shot()
     sys.exit(0)
 
 viewer = napari.Viewer(show=True)
@@ -164,3 +197,4 @@ shot(viewer, "simulate.png")
 viewer.close()
 
 drift_shot()
+calibrate_shot()

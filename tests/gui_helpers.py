@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-WIDGETS = ("Localize", "Render", "Train", "Drift", "Evaluate", "Simulate")
+WIDGETS = ("Localize", "Render", "Train", "Drift", "Evaluate", "Simulate", "Calibrate")
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """napari dock widgets (thin: they call napari_smlm.core)."""
 
+from .calibrate import CalibrateWidget
 from .drift import DriftWidget
 from .evaluate import EvaluateWidget
 from .localize import LocalizeWidget
@@ -7,4 +8,4 @@ from .render import RenderWidget
 from .simulate import SimulateWidget
 from .train import TrainWidget
 
-__all__ = ["DriftWidget", "EvaluateWidget", "LocalizeWidget", "RenderWidget", "SimulateWidget", "TrainWidget"]
+__all__ = ["CalibrateWidget", "DriftWidget", "EvaluateWidget", "LocalizeWidget", "RenderWidget", "SimulateWidget", "TrainWidget"]

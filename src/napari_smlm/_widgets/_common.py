@@ -399,7 +399,7 @@ class DockForm:
         for edit in inner.findChildren(QLineEdit):
             edit.setMinimumWidth(40)
         scroll = self.root_native_widget
-        scroll.setMinimumHeight(90)
+        scroll.setMinimumHeight(70)  # seven docks (and the window's bars) fit a 768 px high screen
         self.form_layout.addStretch(1)  # rows keep their height when the dock is taller than the form
         # The scroll area shows no horizontal bar: it must stay as wide as the form's
         # narrowest layout plus the vertical bar, whenever rows appear or disappear.
