@@ -248,3 +248,28 @@ def test_localize_layer_of_a_3d_result_is_coloured_by_z(make_napari_viewer, mess
     w._on_result(result(np.zeros(n)))
     assert "z" not in w.color_by.choices and w.color_by.value == "prob"
     assert not messages["error"], messages["error"]
+
+
+def test_calibrate_widget_uses_the_files_camera_and_cancel_drops_the_result(make_napari_viewer, qtbot, messages):
+    viewer = make_napari_viewer()
+    photons = bead_stack(((20, 20),), shape=(40, 40), planes=40)
+    camera = {"kind": "emccd", "baseline": 100.0, "e_per_adu": 45.0, "em_gain": 100.0, "qe": 0.9}
+    adu = photons * camera["em_gain"] / camera["e_per_adu"] / camera["qe"] + camera["baseline"]
+    viewer.add_image(adu, name="beads adu", metadata={"camera_metadata": {**camera, "pixel_size_nm": 110.0},
+                                                      "z_step_nm": Z_STEP})
+    c = open_widget(viewer, "Calibrate")
+    assert (c.z_step.value, c.pixel_size.value) == (Z_STEP, 110.0)  # from the layer
+    click(c.run_button)
+    wait_idle(qtbot, c)
+    assert not messages["error"], messages["error"]
+    assert "camera: the file's camera: baseline 100" in c.status.value
+    assert c.calibration.camera["e_per_adu"] == 45.0 and c.calibration.pixel_size_nm == 110.0
+    assert int(c.beads_layer.features["used"].sum()) == 1 and "fewer than 3 beads" in c.status.value
+    first = c.calibration
+    # Cancel: the calibration in progress is dropped; what was shown stays
+    c.exclude.value = ""
+    click(c.run_button)
+    click(c.cancel_button)
+    wait_idle(qtbot, c)
+    assert c.calibration is first and c.status.value == "cancelled; nothing changed"
+    assert c.run_button.enabled and not c.cancel_button.enabled and not messages["error"]
