@@ -85,9 +85,10 @@ def cmd_drift(args) -> int:
                 raise ValueError(f"--markers {args.markers!r}: expected x,y pairs in nm separated by ';', "
                                  "e.g. 1200,3400;5600,780") from None
         drift = estimate_drift(table, args.method, **kwargs)
-        span = {k: float(drift[k].max() - drift[k].min()) for k in ("x", "y")}
+        span = {k: float(drift[k].max() - drift[k].min()) for k in ("x", "y", "z") if k in drift}
         info = ", ".join(f"{k} {v}" for k, v in drift.get("info", {}).items())
-        print(f"drift ({args.method}; {info}): {span['x']:.1f} nm in x and {span['y']:.1f} nm in y over "
+        in_z = f" and {span['z']:.1f} nm in z" if "z" in span else ""
+        print(f"drift ({args.method}; {info}): {span['x']:.1f} nm in x, {span['y']:.1f} nm in y{in_z} over "
               f"{len(drift['frame'])} frames ({time.time() - t0:.1f} s)")
     written = write_corrected(args.locs, out, drift, pixel_size_nm=args.pixel_size, undo=bool(args.undo),
                               info={"Drift method": "undo" if args.undo else args.method})

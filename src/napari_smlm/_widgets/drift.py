@@ -88,6 +88,8 @@ class DriftWidget(LocalizationsField, DockForm, Container):
             frames = np.asarray(drift["frame"]) + 1
             ax.plot(frames, drift["x"], label="x")
             ax.plot(frames, drift["y"], label="y")
+            if "z" in drift:
+                ax.plot(frames, drift["z"], label="z")
         ax.set_xlabel("frame")
         ax.set_ylabel("drift [nm]")
         style_figure(self.figure, self.viewer)
@@ -146,7 +148,8 @@ class DriftWidget(LocalizationsField, DockForm, Container):
                 {k: (np.asarray(v) if k in ("frame", "x", "y", "z") else v) for k, v in drift.items()}]
             layer.metadata = {**layer.metadata, "drift_history": history}
             span = max(float(np.ptp(drift["x"])), float(np.ptp(drift["y"])))
-            self.status.value = (f"corrected: drift up to {span:.0f} nm ({method}, "
+            in_z = f", {float(np.ptp(drift['z'])):.0f} nm in z" if "z" in drift else ""
+            self.status.value = (f"corrected: drift up to {span:.0f} nm{in_z} ({method}, "
                                  f"{', '.join(f'{k} {v}' for k, v in drift.get('info', {}).items())})")
             self._draw(drift)
 
@@ -184,7 +187,8 @@ class DriftWidget(LocalizationsField, DockForm, Container):
         data[:, 2] += sign * dx / px
         data[:, 1] += sign * dy / px
         features = layer.features.copy()
-        for key, d in (("x", dx), ("y", dy)):
+        shifts = [("x", dx), ("y", dy)] + ([("z", drift_at(drift, frames, "z"))] if "z" in drift else [])
+        for key, d in shifts:
             if key in features:
                 features[key] = np.asarray(features[key], float) + sign * d
         shown = np.asarray(layer.shown, bool).copy()

@@ -25,17 +25,102 @@ from typing import Optional
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["drift_rcc", "drift_fiducials", "drift_aim", "apply_drift", "drift_at", "estimate_drift", "METHODS"]
+__all__ = ["drift_rcc", "drift_fiducials", "drift_aim", "drift_z", "apply_drift", "drift_at", "estimate_drift", "METHODS"]
 
 METHODS = ("rcc", "fiducials", "aim")
 
 
-def estimate_drift(table: dict, method: str = "rcc", **kwargs) -> dict:
-    """The drift trajectory by ``method`` (one of :data:`METHODS`)."""
+def estimate_drift(table: dict, method: str = "rcc", z: Optional[bool] = None, **kwargs) -> dict:
+    """The drift trajectory by ``method`` (one of :data:`METHODS`). For 3D
+    localizations (z spread over 1 nm; ``z`` forces it on or off) the z drift is
+    estimated too, after the lateral one (:func:`drift_z`)."""
     if method not in METHODS:
         raise ValueError(f"--method: expected one of {', '.join(METHODS)}, got {method!r}")
     _check_table(table)
-    return {"rcc": drift_rcc, "fiducials": drift_fiducials, "aim": drift_aim}[method](table, **kwargs)
+    drift = {"rcc": drift_rcc, "fiducials": drift_fiducials, "aim": drift_aim}[method](table, **kwargs)
+    zs = np.asarray(table.get("z", np.zeros(0)), float)
+    zs = zs[np.isfinite(zs)]
+    if z is None:
+        z = zs.size > 0 and float(np.ptp(zs)) > 1.0
+    if z:
+        seg = drift.get("info", {}).get("segment_frames") or kwargs.get("segment_frames")
+        drift["z"], drift.setdefault("info", {})["z"] = drift_z(table, drift, segment_frames=seg)
+    return drift
+
+
+def drift_z(table: dict, lateral: dict, segment_frames: Optional[int] = None, radius_nm: float = 40.0,
+            max_drift_nm: float = 500.0, window_nm: float = 80.0) -> tuple[np.ndarray, dict]:
+    """z drift at every frame of ``lateral`` (a trajectory from this module), and a
+    summary dict.
+
+    After the lateral correction, the localizations of one segment that lie within
+    ``radius_nm`` (laterally) of another segment's are mostly the same structures seen
+    again, so their z differences cluster around the segments' z offset (an
+    intersection in the spirit of AIM, along z). Per pair of segments the offset is
+    the mean of those differences within ``window_nm`` of the histogram's peak
+    (iterated: a mean shift), and the segments' z drifts are solved from all pairs by
+    least squares as in RCC, dropping pairs that disagree by more than 3x the median
+    residual. Pairs with fewer than 30 neighbours are skipped."""
+    from scipy.spatial import cKDTree
+
+    frame = np.asarray(table["frame"]).astype(int)
+    x, y, z = (np.asarray(table[k], float) for k in ("x", "y", "z"))
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    frame, x, y, z = frame[ok], x[ok], y[ok], z[ok]
+    xc = x - drift_at(lateral, frame, "x")
+    yc = y - drift_at(lateral, frame, "y")
+    f0, f1 = int(lateral["frame"][0]), int(lateral["frame"][-1])
+    n_frames = f1 - f0 + 1
+    seg = int(segment_frames or max(100, int(np.ceil(n_frames / 30))))
+    n_seg = max(2, int(np.ceil(n_frames / seg)))
+    which = np.minimum(np.clip(frame - f0, 0, None) // seg, n_seg - 1)
+    members = [np.nonzero(which == s)[0] for s in range(n_seg)]
+    trees = [cKDTree(np.c_[xc[m], yc[m]]) if len(m) else None for m in members]
+    bins = np.arange(-max_drift_nm, max_drift_nm + 5.0, 5.0)
+    pairs, shifts, weights = [], [], []
+    for i in range(n_seg):
+        for j in range(i + 1, n_seg):
+            if trees[i] is None or trees[j] is None:
+                continue
+            near = trees[i].sparse_distance_matrix(trees[j], radius_nm, output_type="ndarray")
+            if len(near) < 30:
+                continue
+            dz = z[members[j][near["j"]]] - z[members[i][near["i"]]]
+            dz = dz[np.abs(dz) <= max_drift_nm]
+            if len(dz) < 30:
+                continue
+            hist, _ = np.histogram(dz, bins)
+            hist = ndimage.gaussian_filter1d(hist.astype(float), window_nm / 20.0)
+            centre = 0.5 * (bins[np.argmax(hist)] + bins[np.argmax(hist) + 1])
+            for _ in range(10):
+                inside = np.abs(dz - centre) <= window_nm
+                if inside.sum() < 10:
+                    break
+                new = float(dz[inside].mean())
+                if abs(new - centre) < 0.05:
+                    centre = new
+                    break
+                centre = new
+            pairs.append((i, j))
+            shifts.append([centre])
+            weights.append(len(dz))
+    pairs, shifts = np.asarray(pairs, int).reshape(-1, 2), np.asarray(shifts, float).reshape(-1, 1)
+    if len(pairs) == 0 or not _connected(pairs, n_seg):
+        raise ValueError(f"drift (z): too few localizations near each other across segments of {seg} frames to "
+                         "estimate the z drift; use a larger --segment-frames")
+    keep = np.ones(len(pairs), bool)
+    for _ in range(5):
+        d = _solve_pairs(pairs[keep], shifts[keep], n_seg)
+        err = np.abs(shifts[:, 0] - (d[pairs[:, 1], 0] - d[pairs[:, 0], 0]))
+        limit = max(3.0 * float(np.median(err[keep])), 2.0)
+        new = (err <= limit) & keep
+        if new.sum() == keep.sum() or not _connected(pairs[new], n_seg):
+            break
+        keep = new
+    d = _solve_pairs(pairs[keep], shifts[keep], n_seg)
+    centres = np.array([frame[m].mean() if len(m) else f0 + (s + 0.5) * seg for s, m in enumerate(members)])
+    trajectory = _per_frame(f0, f1, centres, d, "z", {})["x"]  # one column: _per_frame names it x
+    return trajectory, {"segments": n_seg, "segment_frames": seg, "pairs_used": int(keep.sum()), "pairs": len(pairs)}
 
 
 def drift_at(drift: dict, frames, key: str) -> np.ndarray:
