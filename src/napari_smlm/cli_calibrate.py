@@ -44,7 +44,7 @@ def cmd_calibrate(args) -> int:
     import numpy as np
 
     from .cli import _number, _same_file, describe_camera
-    from .core.calibration import FORMAT, calibrate_file, save_calibration
+    from .core.calibration import calibrate_file, is_calibration_file, save_calibration
     from .core.utils import check_writable
 
     out = Path(args.out)
@@ -54,14 +54,7 @@ def cmd_calibrate(args) -> int:
     if _same_file(out, args.beads):
         raise ValueError(f"--out {out}: is the bead stack itself; choose another name")
     if out.exists():
-        import h5py
-
-        try:
-            with h5py.File(out, "r") as f:
-                ours = f.attrs.get("format") == FORMAT
-        except OSError:
-            ours = False
-        if not ours:
+        if not is_calibration_file(out):
             raise ValueError(f"--out {out}: exists and is not a calibration napari-smlm wrote; "
                              "choose another name (it is left as it is)")
     if args.plot:

@@ -36,20 +36,6 @@ def parse_bead_numbers(text: str) -> list[int]:
     return sorted(set(numbers))
 
 
-def is_calibration_file(path: Path) -> bool:
-    """True for an HDF5 file napari-smlm wrote as a PSF calibration (the CLI's rule
-    for what may be overwritten)."""
-    import h5py
-
-    from ..core.calibration import FORMAT
-
-    try:
-        with h5py.File(path, "r") as f:
-            return f.attrs.get("format") == FORMAT
-    except OSError:
-        return False
-
-
 def layer_z_step_nm(layer) -> Optional[float]:
     """The z step of a stack layer in nm where it knows it (our metadata, or a z
     scale in length units)."""
@@ -415,7 +401,7 @@ class CalibrateWidget(MovieFields, DockForm, Container):
     def save(self, path=None) -> Optional[str]:
         """Write the calibration (``save as``, else a file dialog); never over a file
         that is not a napari-smlm calibration."""
-        from ..core.calibration import save_calibration
+        from ..core.calibration import is_calibration_file, save_calibration
         from ..core.utils import check_writable
 
         cal = self.calibration

@@ -36,7 +36,8 @@ from scipy import ndimage, optimize
 from .psf import ASTIGMATIC_KEYS, astigmatic_sigma_nm
 
 __all__ = ["Calibration", "CalibrationError", "calibrate_beads", "calibrate_file", "load_calibration", "save_calibration",
-           "fit_astigmatic", "fit_gaussians", "default_roi_px", "use_calibration", "plot_calibration"]
+           "fit_astigmatic", "fit_gaussians", "default_roi_px", "use_calibration", "plot_calibration",
+           "is_calibration_file"]
 
 FORMAT = "napari-smlm psf calibration"
 VERSION = 1
@@ -454,6 +455,18 @@ def save_calibration(cal: Calibration, path: Union[str, Path]) -> None:
                 f.create_dataset(f"beads/{k}", data=data)
 
     atomic_write(path, write)
+
+
+def is_calibration_file(path: Union[str, Path]) -> bool:
+    """True for an HDF5 file napari-smlm wrote as a PSF calibration: the only kind of
+    existing file ``calibrate`` and the Calibrate widget may replace."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return f.attrs.get("format") == FORMAT
+    except OSError:
+        return False
 
 
 def load_calibration(path: Union[str, Path]) -> Calibration:

@@ -201,9 +201,8 @@ class SplinePSF(PSF):
         """(n,) emitters -> PSF on each emitter's R×R ROI (n, R, R) (sums ≈ 1) and the
         frame row/column of the ROI's top-left pixel (n,), (n,). Differentiable in x, y, z."""
         c = self._coefficients_on(x_px.device, x_px.dtype)
-        nz, h, w = c.shape
+        _, h, w = c.shape
         r, k = self.roi // 2, self.roi
-        n = x_px.shape[0]
         col, row = torch.floor(x_px), torch.floor(y_px)
         # Position in the stack's grid of ROI pixel u: centre + u - (x - col - 0.5).
         sx = col + 0.5 - x_px  # in (-0.5, 0.5]
