@@ -187,3 +187,18 @@ def test_time_box_stops_cleanly_with_a_checkpoint(tmp_path, capsys):
     assert "time box of 0.0001 minutes reached" in capsys.readouterr().out
     state = torch.load(run / "last.pt", weights_only=True)
     assert state["epoch"] == 1 and state["step"] == 1
+
+
+def test_short_3d_training_learns_z():
+    """240 steps of the smoke network on astigmatic data: z is read from the PSF's shape
+    (guessing z = 0 for z uniform in ±600 nm would give an axial RMSE of 346 nm)."""
+    from napari_smlm.core.training import Trainer
+
+    cfg = load_config(_shipped("smoke"), [
+        "simulation.psf.kind=astigmatic", "simulation.emitters.z_range_nm=[-600,600]",
+        "simulation.emitters.density_per_um2=[0.2,0.5]", "simulation.emitters.photons=[2000,6000]",
+        "training.epochs=4", "training.steps_per_epoch=60", "output.tensorboard=false"])
+    trainer = Trainer(cfg, write_files=False)
+    row = trainer.fit()
+    assert row["rmse_ax"] < 200.0  # 134 nm measured
+    assert row["jaccard"] > 0.4
