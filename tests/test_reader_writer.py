@@ -34,6 +34,12 @@ def test_reader_movies_and_tables(tmp_path):
     (layer,) = get_reader(str(tmp_path / "l.csv"))(str(tmp_path / "l.csv"))
     assert layer[2] == "points" and layer[0].tolist() == [[0.0, 0.0, 1.0], [1.0, 0.0, 2.0]]
     assert layer[1]["features"]["prob"].tolist() == [0.7, 0.9]
+    assert layer[1]["face_color"] == "prob"  # 2D: coloured by probability
+    write_localizations_csv({"frame": np.array([0, 1]), "x": np.array([150.0, 250.0]), "y": np.array([50.0, 50.0]),
+                             "z": np.array([-300.0, 250.0]), "photons": np.ones(2), "bg": np.ones(2),
+                             "prob": np.array([0.7, 0.9])}, tmp_path / "l3.csv")
+    (layer,) = get_reader(str(tmp_path / "l3.csv"))(str(tmp_path / "l3.csv"))
+    assert layer[1]["face_color"] == "z" and layer[1]["face_contrast_limits"] == (-300.0, 250.0)
     (tmp_path / "other.csv").write_text("name,value\na,1\n")
     assert get_reader(str(tmp_path / "other.csv")) is None
     assert get_reader(str(tmp_path / "x.png")) is None

@@ -45,7 +45,7 @@ def _read_movie(path):
 
 
 def _read_locs(path):
-    from ._layers import table_to_points
+    from ._layers import color_kwargs, table_to_points, z_varies
     from .core.io import read_table
     from .core.io.tables import _picasso_pixel_size
 
@@ -53,8 +53,13 @@ def _read_locs(path):
     px = (_picasso_pixel_size(p) if p.suffix.lower() != ".csv" else None) or DEFAULT_PIXEL_NM
     table = read_table(p, pixel_size_nm=px)
     data, features = table_to_points(table, px)
-    return [(data, {"name": p.stem, "features": features, "size": 1.2, "face_color": "prob" if "prob" in features else "white",
-                    "face_colormap": "viridis", "border_width": 0, "out_of_slice_display": False,
+    # 3D localizations open coloured by z (as Localize shows them), 2D ones by probability.
+    if z_varies(features):
+        colour = color_kwargs(features, "z")
+    else:
+        colour = {"face_color": "prob" if "prob" in features else "white", "face_colormap": "viridis"}
+    return [(data, {"name": p.stem, "features": features, "size": 1.2, **colour, "border_width": 0,
+                    "out_of_slice_display": False,
                     "metadata": {"pixel_size_nm": px, "napari_smlm": "localizations"}}, "points")]
 
 
