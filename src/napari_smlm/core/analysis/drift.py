@@ -145,16 +145,20 @@ def apply_drift(table: dict, drift: dict, undo: bool = False) -> dict:
 def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: float = 20.0, blur_nm: float = 20.0,
               max_drift_nm: float = 1000.0, residual_nm: Optional[float] = None) -> dict:
     """Redundant cross-correlation. ``segment_frames`` defaults to the shortest segment
-    with 2,000 localizations, at least 100 frames and at most 30 segments; ``pixel_nm`` is the render's pixel; pairs whose shift
-    disagrees with the solution by more than ``residual_nm`` (default 2 render
-    pixels) are dropped and the drifts solved again."""
+    with 2,000 localizations, at least 100 frames and at most 100 segments; ``pixel_nm``
+    is the render's pixel. Segments are correlated with every other one up to 30
+    segments, beyond that with their neighbours within a window that keeps about 1,000
+    pairs (a long acquisition then gets short segments, which follow fast drift,
+    without a quadratic number of correlations). Pairs whose shift disagrees with the
+    solution by more than ``residual_nm`` (default 2 render pixels) are dropped and the
+    drifts solved again."""
     frame, x, y = _xy(table)
     f0, f1 = int(frame.min()), int(frame.max())
     n_frames = f1 - f0 + 1
     # Segments as short as the data allow (fast drift), each with enough localizations
-    # for an image (2,000), at most 30 of them (435 pairs).
+    # for an image (2,000), at most 100 of them.
     per_frame = len(x) / n_frames
-    seg = int(segment_frames or max(100, int(np.ceil(n_frames / 30)), int(np.ceil(2000 / per_frame))))
+    seg = int(segment_frames or max(100, int(np.ceil(n_frames / 100)), int(np.ceil(2000 / per_frame))))
     n_seg = max(2, int(np.ceil(n_frames / seg)))
     if n_frames < seg:
         raise ValueError(f"drift (rcc): {n_frames} frames make fewer than 2 segments of {seg} frames; use a smaller --segment-frames")
@@ -180,8 +184,9 @@ def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: float
                          "use a larger --segment-frames")
     max_shift = int(np.ceil(max_drift_nm / pixel_nm))
     pairs, shifts = [], []
+    window = n_seg - 1 if n_seg <= 30 else max(1, 1000 // n_seg)
     for i in range(n_seg):
-        for j in range(i + 1, n_seg):
+        for j in range(i + 1, min(i + window, n_seg - 1) + 1):
             cc = np.fft.irfft2(spectra[i].conj() * spectra[j], s=(h, w))
             dy, dx = _peak(cc, max_shift)
             pairs.append((i, j))
