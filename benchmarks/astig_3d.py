@@ -7,7 +7,8 @@ and the Cramér-Rao bound, on movies from a PSF that is not ours.
 1. Data (benchmarks/pupil_psf.py, cached in ``--work``; made again only when the
    settings change): a bead z-stack (151 planes, beads at z = -750 + 10·k nm in plane k,
    12 beads of 20,000 photons on 20 photons/px, 128x128 px) and two 64x64 px movies of
-   independent molecules, 1,000-6,000 photons, background 50 photons/px, z uniform in
+   blinking molecules (on for whole frames, 1.5 on average, as in an acquisition),
+   1,000-6,000 photons per frame, background 50 photons/px, z uniform in
    ±600 nm, 100 nm pixels, EMCCD (baseline 100 ADU, 45 e-/ADU, EM gain 100, QE 0.9,
    read noise 74.4 e-): 0.2 molecules/µm² (``--frames`` first number, 2,000 frames)
    and 1 molecule/µm² (second number, 1,000 frames).
@@ -77,7 +78,7 @@ def generate(work: Path, frames: list[int], size: int) -> dict:
     settings = {"beads": {"n_beads": 12, "size": 128, "seed": 1, "spacing_px": 22.0}, "psf": pp.PupilPSF().__repr__()}
     jobs = [("beads", lambda d: pp.bead_stack(d, **settings["beads"]), settings)]
     for (name, density, seed), n in zip(MOVIES, frames):
-        kw = {"frames": n, "size": size, "density_per_um2": density, "seed": seed}
+        kw = {"frames": n, "size": size, "density_per_um2": density, "seed": seed, "mean_on_frames": 1.5}
         jobs.append((f"movie_{name}", lambda d, kw=kw: pp.movie(d, **kw), {"movie": kw, "psf": settings["psf"]}))
     for name, make, stamp in jobs:
         folder = work / name

@@ -347,27 +347,42 @@ def bead_stack(out_dir, n_beads: int = 12, size: int = 128, z_from_nm: float = -
 
 def movie(out_dir, frames: int = 2000, size: int = 64, density_per_um2: float = 0.2,
           photons: tuple[float, float] = (1000.0, 6000.0), background: float = 50.0,
-          z_range_nm: tuple[float, float] = (-600.0, 600.0), seed: int = 2, psf: Optional[PupilPSF] = None) -> dict:
+          z_range_nm: tuple[float, float] = (-600.0, 600.0), seed: int = 2, psf: Optional[PupilPSF] = None,
+          mean_on_frames: float = 1.5) -> dict:
     """An astigmatic test movie (issue 12): ``movie.tif`` (uint16 ADU), ``emitters.csv``
     (ground truth: ``frame`` from 1, ``x_nm``, ``y_nm``, ``z_nm``, ``photons``,
     ``fluorophore_id``) and ``camera.json``, in ``out_dir``.
 
-    Molecules are independent from frame to frame (each is on for exactly one whole
-    frame): Poisson(density · area) of them per frame, uniform over the whole field
-    (so some sit at the edges), photons uniform in ``photons`` (the molecule's total,
-    see the module docstring for the share in a 15x15 ROI), z uniform in
-    ``z_range_nm``; ``background`` photons/px; EMCCD noise (our Camera, the settings in
-    CAMERA). Returns the dict written to camera.json.
+    Blinking as in a real acquisition: a molecule switches on at the start of a frame
+    and stays on for a whole number of frames, geometric with mean ``mean_on_frames``
+    (1.5: half of them a single frame; 1 makes every molecule independent of the
+    others, one frame each), at one position and with one brightness. The starts are
+    Poisson, so that ``density_per_um2`` molecules are on in a frame on average,
+    uniform over the whole field (some sit at the edges); photons uniform in
+    ``photons`` per frame (the molecule's total, see the module docstring for the share
+    in a 15x15 ROI), z uniform in ``z_range_nm``; ``background`` photons/px; EMCCD
+    noise (our Camera, the settings in CAMERA). One truth row per molecule and frame,
+    ``fluorophore_id`` the molecule. Returns the dict written to camera.json.
     """
     psf = psf or default_psf()
     rng = np.random.default_rng(seed)
     area_um2 = (size * PIXEL_NM / 1000.0) ** 2
-    counts = rng.poisson(density_per_um2 * area_um2, frames)
-    n = int(counts.sum())
-    frame = np.repeat(np.arange(frames), counts)
-    x, y = rng.uniform(0, size, n), rng.uniform(0, size, n)
-    z = rng.uniform(*z_range_nm, n)
-    ph = rng.uniform(*photons, n)
+    mean_on = max(float(mean_on_frames), 1.0)
+    lead = int(np.ceil(10 * mean_on))  # molecules that switched on before frame 0
+    starts = rng.poisson(density_per_um2 * area_um2 / mean_on, frames + lead)
+    n_mol = int(starts.sum())
+    start = np.repeat(np.arange(frames + lead), starts) - lead
+    length = rng.geometric(1.0 / mean_on, n_mol)
+    mx, my = rng.uniform(0, size, n_mol), rng.uniform(0, size, n_mol)
+    mz, mph = rng.uniform(*z_range_nm, n_mol), rng.uniform(*photons, n_mol)
+    mol = np.repeat(np.arange(n_mol), length)
+    frame = start[mol] + (np.arange(len(mol)) - np.repeat(np.cumsum(length) - length, length))
+    keep = (frame >= 0) & (frame < frames)
+    mol, frame = mol[keep], frame[keep]
+    order = np.argsort(frame, kind="stable")
+    mol, frame = mol[order], frame[order]
+    n = len(mol)
+    x, y, z, ph = mx[mol], my[mol], mz[mol], mph[mol]
     expected = np.empty((frames, size, size), np.float32)
     step = 250
     for s in range(0, frames, step):  # bounded memory for long movies
@@ -383,12 +398,12 @@ def movie(out_dir, frames: int = 2000, size: int = 64, density_per_um2: float = 
     with open(out / "emitters.csv", "w") as fh:
         fh.write("frame,x_nm,y_nm,z_nm,photons,fluorophore_id\n")
         for i in range(n):
-            fh.write(f"{frame[i] + 1},{x[i] * PIXEL_NM:.3f},{y[i] * PIXEL_NM:.3f},{z[i]:.3f},{ph[i]:.2f},{i + 1}\n")
+            fh.write(f"{frame[i] + 1},{x[i] * PIXEL_NM:.3f},{y[i] * PIXEL_NM:.3f},{z[i]:.3f},{ph[i]:.2f},{mol[i] + 1}\n")
     meta = _camera_json({
         "frames": frames, "size_px": size, "density_per_um2": density_per_um2,
         "photons_per_molecule": list(map(float, photons)), "photons_note": "total photons of the molecule (whole plane)",
         "background_photons_per_px": background, "z_range_nm": list(map(float, z_range_nm)),
-        "blinking": "none: independent molecules, each on for one whole frame", "gt_rows": n, "seed": seed,
+        "blinking": f"on for whole frames, geometric with mean {mean_on:g} frames", "gt_rows": n, "seed": seed,
     })
     (out / "camera.json").write_text(json.dumps(meta, indent=1))
     return meta

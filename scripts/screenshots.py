@@ -102,13 +102,13 @@ def drift_shot():
 
 
 def calibrate_shot():
-    """A bead z-stack (benchmarks/astig_3d.py's pupil-function beads, /work/bench3d or
+    """A bead z-stack (benchmarks/astig_3d.py's pupil-function beads, /work/astig3d/beads or
     NAPARI_SMLM_BEADS), calibrated with the Calibrate widget: beads numbered, the averaged
     PSF beside the stack at z = +300 nm, σx(z), σy(z) and the residuals in the dock."""
     import os
     import shutil
 
-    source = Path(os.environ.get("NAPARI_SMLM_BEADS", "/work/bench3d/beads.tif"))
+    source = Path(os.environ.get("NAPARI_SMLM_BEADS", "/work/astig3d/beads/beads.tif"))
     if not source.is_file():
         print(f"calibrate.png skipped: no bead stack at {source} (set NAPARI_SMLM_BEADS)")
         return
@@ -131,11 +131,47 @@ def calibrate_shot():
     viewer.close()
 
 
-if ONLY and ONLY <= {"drift", "calibrate"}:
+def localize_3d_shot():
+    """An astigmatic movie (benchmarks/astig_3d.py's 0.2 /µm² movie, NAPARI_SMLM_3D_MOVIE)
+    localized with a 3D model trained from its beads (NAPARI_SMLM_3D_MODEL), points coloured
+    by z, then rendered coloured by z with the Render widget's colour bar."""
+    import os
+
+    movie = Path(os.environ.get("NAPARI_SMLM_3D_MOVIE", "/work/astig3d/movie_0.2/movie.tif"))
+    model = Path(os.environ.get("NAPARI_SMLM_3D_MODEL", "runs/astig_3d/best.pt"))
+    if not (movie.is_file() and model.is_file()):
+        print(f"localize_3d.png skipped: set NAPARI_SMLM_3D_MOVIE ({movie}) and NAPARI_SMLM_3D_MODEL ({model})")
+        return
+    _open.clear()
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    viewer.open(str(movie), plugin="napari-smlm")
+    loc = open_alone(viewer, "Localize")
+    loc.model.value = "checkpoint file"
+    loc.checkpoint.value = str(model)
+    loc.camera.value = "EMCCD preset"  # the benchmark's camera (baseline 100, 45 e-/ADU, gain 100)
+    loc.run()
+    wait(loc)
+    zoom_on_molecules(viewer)
+    shot(viewer, "localize_3d.png")
+    render = open_alone(viewer, "Render")
+    render.mode.value = "colour by z"
+    render.run()
+    wait(render)
+    loc.layer.visible = False
+    viewer.layers[movie.stem].visible = False
+    viewer.reset_view()
+    shot(viewer, "render_3d_benchmark.png")
+    viewer.close()
+
+
+if ONLY and ONLY <= {"drift", "calibrate", "localize_3d"}:
     if "drift" in ONLY:
         drift_shot()
     if "calibrate" in ONLY:
         calibrate_shot()
+    if "localize_3d" in ONLY:
+        localize_3d_shot()
     sys.exit(0)
 
 viewer = napari.Viewer(show=True)
@@ -198,3 +234,4 @@ viewer.close()
 
 drift_shot()
 calibrate_shot()
+localize_3d_shot()
