@@ -124,6 +124,16 @@ def test_calibration_file_round_trip_and_foreign_file(tmp_path, calibration):
         load_calibration(tmp_path / "other.h5")
 
 
+def test_cancel_stops_the_fit():
+    from napari_smlm.core.calibration import CalibrationCancelled
+
+    stack, _ = _bead_stack(z_step=80.0)
+    calls = []
+    with pytest.raises(CalibrationCancelled):
+        calibrate_beads(stack, 80.0, 100.0, cancelled=lambda: calls.append(1) or len(calls) > 2)
+    assert len(calls) == 3  # checked between iterations, stopped at the first True
+
+
 def test_no_beads_is_one_clear_error():
     rng = np.random.default_rng(0)
     with pytest.raises(CalibrationError, match="no beads found"):

@@ -216,7 +216,8 @@ class CalibrateWidget(MovieFields, DockForm, Container):
                 stack = camera.to_photons(torch.from_numpy(stack)).numpy()
             yield "finding, fitting and averaging the beads…"
             return calibrate_beads(stack, z_step, px, roi_px=roi, exclude=[n - 1 for n in exclude],
-                                   camera=camera.to_dict() if camera is not None else None, source=source)
+                                   camera=camera.to_dict() if camera is not None else None, source=source,
+                                   cancelled=self._cancel.is_set)
 
         self.task = Task(work, desc="napari-smlm: PSF calibration", on_yield=self._on_progress,
                          on_return=self._on_result, on_error=self._on_error, on_finish=self._on_finished)
@@ -238,7 +239,7 @@ class CalibrateWidget(MovieFields, DockForm, Container):
             return
         self._cancel.set()
         self.cancel_button.enabled = False
-        self.status.value = "cancelling: the fit in progress ends in the background and is dropped…"
+        self.status.value = "cancelling…"
 
     def _on_progress(self, text):
         if not self._cancel.is_set():

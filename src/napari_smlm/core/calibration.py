@@ -35,7 +35,7 @@ from scipy import ndimage, optimize
 
 from .psf import ASTIGMATIC_KEYS, astigmatic_sigma_nm
 
-__all__ = ["Calibration", "CalibrationError", "calibrate_beads", "calibrate_file", "load_calibration", "save_calibration",
+__all__ = ["Calibration", "CalibrationError", "CalibrationCancelled", "calibrate_beads", "calibrate_file", "load_calibration", "save_calibration",
            "fit_astigmatic", "fit_gaussians", "default_roi_px", "use_calibration", "plot_calibration",
            "is_calibration_file"]
 
@@ -45,6 +45,15 @@ VERSION = 1
 
 class CalibrationError(ValueError):
     """A bead stack or calibration file cannot be used; the message says why."""
+
+
+class CalibrationCancelled(Exception):
+    """The caller's ``cancelled()`` said stop (the Calibrate widget's Cancel)."""
+
+
+def _check(cancelled) -> None:
+    if cancelled is not None and cancelled():
+        raise CalibrationCancelled("PSF calibration cancelled")
 
 
 @dataclass
@@ -109,7 +118,7 @@ class Calibration:
 # ----------------------------------------------------------------------------- Gaussian fits
 
 
-def fit_gaussians(rois: np.ndarray, iterations: int = 30) -> dict[str, np.ndarray]:
+def fit_gaussians(rois: np.ndarray, iterations: int = 30, cancelled=None) -> dict[str, np.ndarray]:
     """Least-squares fit of a pixel-integrated elliptical Gaussian to each ROI.
 
     ``rois`` (n, R, R) in photons. Returns per ROI ``x``, ``y`` (px, relative to the
@@ -144,6 +153,7 @@ def fit_gaussians(rois: np.ndarray, iterations: int = 30) -> dict[str, np.ndarra
     cost = (res ** 2).sum(1)
     eye = torch.eye(6, dtype=d.dtype)
     for _ in range(iterations):
+        _check(cancelled)
         j = jac(theta).reshape(n, -1, 6)
         jtj = j.transpose(1, 2) @ j
         g = (j.transpose(1, 2) @ res.unsqueeze(-1)).squeeze(-1)
@@ -249,13 +259,15 @@ def calibrate_beads(
     camera: Optional[dict] = None,
     source: str = "",
     z_smooth_nm: float = 30.0,
+    cancelled=None,
 ) -> Calibration:
     """Bead z-stack (Z, H, W) in photons -> :class:`Calibration`.
 
     ``exclude``: indices (in the order of ``calibration.beads``, as found) of beads
     the user does not want averaged. A negative ``z_step_nm`` reads the stack
     backwards (see the module docstring). Raises :class:`CalibrationError` when
-    no usable bead is found.
+    no usable bead is found. ``cancelled``: a callable checked between the fit's
+    iterations; when it returns True, :class:`CalibrationCancelled` is raised.
     """
     stack = np.asarray(stack_photons, np.float64)
     if stack.ndim != 3 or stack.shape[0] < 10:
@@ -293,7 +305,7 @@ def calibrate_beads(
                                f"({'; '.join(sorted(set(reasons)))})")
 
     rois = np.stack([clean[:, rc[i, 0] - r: rc[i, 0] + r + 1, rc[i, 1] - r: rc[i, 1] + r + 1] for i in usable])
-    fits = fit_gaussians(rois.reshape(-1, roi, roi))
+    fits = fit_gaussians(rois.reshape(-1, roi, roi), cancelled=cancelled)
     fits = {k: v.reshape(len(usable), nz) for k, v in fits.items()}
     focus = np.zeros(len(usable))
     centre = np.zeros((len(usable), 2))
@@ -332,7 +344,8 @@ def calibrate_beads(
         raise CalibrationError(f"bead stack {source}: the averaged bead has no light in some planes")
     average = (average / sums).astype(np.float32)
 
-    fit = fit_gaussians(average.reshape(-1, roi, roi) * 1e4)
+    _check(cancelled)
+    fit = fit_gaussians(average.reshape(-1, roi, roi) * 1e4, cancelled=cancelled)
     sx = np.where(fit["ok"], fit["sigma_x"], np.nan) * pixel_size_nm
     sy = np.where(fit["ok"], fit["sigma_y"], np.nan) * pixel_size_nm
     focus_avg = _focus_index(sx, sy)
