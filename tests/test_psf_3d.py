@@ -212,3 +212,5 @@ def test_short_3d_training_learns_z():
     row = trainer.fit()
     assert row["rmse_ax"] < 200.0  # 134 nm measured
     assert row["jaccard"] > 0.4
+    # 3D validation is scored as the challenge scores it: efficiency 3D = mean of lateral and axial
+    assert row["efficiency_3d"] == pytest.approx(0.5 * (row["efficiency_lat"] + row["efficiency_ax"]))

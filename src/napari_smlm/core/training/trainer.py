@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config, save_config, to_dict
 from ..evaluation.matching import match, metrics_from_match
+from ..evaluation.metrics import efficiency
 from ..inference.postprocess import maps_to_candidates
 from ..losses import build_loss
 from ..models import build_model
@@ -381,7 +382,17 @@ class Trainer:
             offset += batch["frames"].shape[0]
         pred = {k: np.concatenate([p[k] for p in preds]) for k in ("frame", "x", "y", "z")}
         gt = {k: np.concatenate([g[k] for g in gts]) for k in ("frame", "x", "y", "z")}
-        metrics = metrics_from_match(pred, gt, match(pred, gt, cfg.training.match_tolerance_nm))
+        # 3D training is matched as it is evaluated (500 nm axial tolerance, SMLM Challenge
+        # 2016) and scored by its efficiencies too, so that `monitor: efficiency_3d` can
+        # choose best.pt by z as well as by detection.
+        z_lo, z_hi = cfg.simulation.emitters.z_range_nm
+        is_3d = z_hi > z_lo and cfg.simulation.psf.kind != "gaussian"
+        metrics = metrics_from_match(pred, gt, match(pred, gt, cfg.training.match_tolerance_nm,
+                                                     500.0 if is_3d else np.inf))
+        metrics["efficiency_lat"] = efficiency(metrics["jaccard"], metrics["rmse_lat"], 1.0)
+        if is_3d:
+            metrics["efficiency_ax"] = efficiency(metrics["jaccard"], metrics["rmse_ax"], 0.5)
+            metrics["efficiency_3d"] = 0.5 * (metrics["efficiency_lat"] + metrics["efficiency_ax"])
         finite = [v for v in losses if math.isfinite(v)]
         metrics["val_loss"] = float(np.mean(finite)) if finite else float("nan")
         self.model.train()
