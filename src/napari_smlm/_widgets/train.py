@@ -367,8 +367,9 @@ class TrainWidget(MovieFields, DockForm, Container):
             self.val.append((event["epoch"] + 1, m["jaccard"]))
             if event.get("improved") and self.trainer is not None:
                 self.best_checkpoint = str(self.trainer.run_dir / "best.pt")
+            axial = f", axial {m['rmse_ax']:.1f} nm" if "efficiency_3d" in m else ""
             self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f}, "
-                              f"RMSE {m['rmse_lat']:.1f} nm")
+                              f"RMSE {m['rmse_lat']:.1f} nm{axial}")
             self._draw()
         elif kind == "end":
             self._end_reason = event["reason"]
