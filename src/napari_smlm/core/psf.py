@@ -93,7 +93,11 @@ class GaussianPSF(PSF):
         h, w = shape
         px = self._integrated_1d(x_px, sigma_px, w)  # (F, N, W)
         py = self._integrated_1d(y_px, sigma_px, h)  # (F, N, H)
-        # Separable PSF: frame = Py^T diag(photons) Px, one batched matmul for all frames.
+        return self._separable(px, py, photons)
+
+    @staticmethod
+    def _separable(px: torch.Tensor, py: torch.Tensor, photons: torch.Tensor) -> torch.Tensor:
+        """Separable PSF: frame = Py^T diag(photons) Px, one batched matmul for all frames."""
         return torch.bmm((py * photons.unsqueeze(-1)).transpose(1, 2), px)
 
 
@@ -144,7 +148,7 @@ class AstigmaticPSF(PSF):
         sx, sy = self.sigmas_px(z_nm)
         px = GaussianPSF._integrated_1d(x_px, sx, w)
         py = GaussianPSF._integrated_1d(y_px, sy, h)
-        return torch.bmm((py * photons.unsqueeze(-1)).transpose(1, 2), px)
+        return GaussianPSF._separable(px, py, photons)
 
 
 def _bspline_weights(t: torch.Tensor) -> torch.Tensor:
@@ -228,10 +232,9 @@ class SplinePSF(PSF):
     def render(self, x_px, y_px, z_nm, photons, shape, **_):
         h, w = shape
         f, m = x_px.shape
-        out = x_px.new_zeros(f * h * w)
         on = photons > 0
         if not bool(on.any()):
-            return out.view(f, h, w)
+            return x_px.new_zeros(f, h, w)
         fi = torch.arange(f, device=x_px.device).unsqueeze(1).expand(f, m)[on]
         roi, top, left = self.roi_images(x_px[on], y_px[on], z_nm[on])
         roi = roi * photons[on].view(-1, 1, 1)

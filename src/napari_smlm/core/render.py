@@ -22,9 +22,13 @@ def select_z(table: dict[str, np.ndarray], z_range_nm: Optional[tuple[float, flo
     lo, hi = (float(v) for v in z_range_nm)
     if not lo <= hi:
         raise ValueError(f"--z-range: expected LO <= HI in nm, got {lo:g} {hi:g}")
-    n = len(table["x"])
-    z = np.asarray(table.get("z", np.zeros(n)), float)
-    keep = (z >= lo) & (z <= hi)
+    z = np.asarray(table.get("z", np.zeros(len(table["x"]))), float)
+    return _rows(table, (z >= lo) & (z <= hi))
+
+
+def _rows(table: dict[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
+    """The rows where ``keep`` is True of every per-row column; other entries as they are."""
+    n = len(keep)
     return {k: (np.asarray(v)[keep] if np.ndim(v) and len(v) == n else v) for k, v in table.items()}
 
 
@@ -206,7 +210,5 @@ def render_volume(
     which = np.searchsorted(edges, z, side="right") - 1
     volume = np.zeros((len(edges) - 1, rows, cols), np.float32)
     for k in np.unique(which[(which >= 0) & (which < len(edges) - 1)]):
-        sel = which == k
-        slab = {key: (np.asarray(v)[sel] if np.ndim(v) and len(v) == len(z) else v) for key, v in part.items()}
-        volume[k] = _splat(slab, pixel_size_nm, rows, cols, blur, sigma_nm, n_sigma_levels)[0]
+        volume[k] = _splat(_rows(part, which == k), pixel_size_nm, rows, cols, blur, sigma_nm, n_sigma_levels)[0]
     return volume, edges

@@ -77,7 +77,7 @@ def drift_z(table: dict, lateral: dict, segment_frames: Optional[int] = None, ra
     members = [np.nonzero(which == s)[0] for s in range(n_seg)]
     trees = [cKDTree(np.c_[xc[m], yc[m]]) if len(m) else None for m in members]
     bins = np.arange(-max_drift_nm, max_drift_nm + 5.0, 5.0)
-    pairs, shifts, weights = [], [], []
+    pairs, shifts = [], []
     for i in range(n_seg):
         for j in range(i + 1, n_seg):
             if trees[i] is None or trees[j] is None:
@@ -103,7 +103,6 @@ def drift_z(table: dict, lateral: dict, segment_frames: Optional[int] = None, ra
                 centre = new
             pairs.append((i, j))
             shifts.append([centre])
-            weights.append(len(dz))
     pairs, shifts = np.asarray(pairs, int).reshape(-1, 2), np.asarray(shifts, float).reshape(-1, 1)
     if len(pairs) == 0 or not _connected(pairs, n_seg):
         raise ValueError(f"drift (z): too few localizations near each other across segments of {seg} frames to "
@@ -119,7 +118,7 @@ def drift_z(table: dict, lateral: dict, segment_frames: Optional[int] = None, ra
         keep = new
     d = _solve_pairs(pairs[keep], shifts[keep], n_seg)
     centres = np.array([frame[m].mean() if len(m) else f0 + (s + 0.5) * seg for s, m in enumerate(members)])
-    trajectory = _per_frame(f0, f1, centres, d, "z", {})["x"]  # one column: _per_frame names it x
+    trajectory = _per_frame(f0, f1, centres, d, "z", {}, keys=("z",))["z"]
     return trajectory, {"segments": n_seg, "segment_frames": seg, "pairs_used": int(keep.sum()), "pairs": len(pairs)}
 
 
@@ -255,7 +254,8 @@ def _connected(pairs: np.ndarray, n: int) -> bool:
     return connected_components(g, directed=False)[0] == 1
 
 
-def _per_frame(f0: int, f1: int, centres: np.ndarray, d: np.ndarray, method: str, info: dict) -> dict:
+def _per_frame(f0: int, f1: int, centres: np.ndarray, d: np.ndarray, method: str, info: dict,
+               keys: tuple[str, ...] = ("x", "y", "z")) -> dict:
     """Drift at every frame from drifts at segment centres (cubic where there are
     enough, linear otherwise; held constant beyond the first and last centre), set to 0
     at the first frame."""
@@ -263,7 +263,7 @@ def _per_frame(f0: int, f1: int, centres: np.ndarray, d: np.ndarray, method: str
 
     frames = np.arange(f0, f1 + 1)
     out = {"frame": frames, "method": method, "info": info}
-    for k, key in enumerate(("x", "y", "z")[:d.shape[1]]):
+    for k, key in enumerate(keys[:d.shape[1]]):
         if len(centres) >= 4:
             v = CubicSpline(centres, d[:, k], bc_type="natural")(np.clip(frames, centres[0], centres[-1]))
         else:
