@@ -57,12 +57,10 @@ def layer_camera(layer):
     (``metadata['camera']``) states in full, else None: the stack is used in ADU.
     A bead stack is not a blinking movie, so no camera is estimated from it; the
     PSF is normalised, so ADU serve as well."""
-    from ..core.camera import Camera, camera_for_movie
+    from ..core.camera import Camera, camera_from_metadata
 
-    meta = {k: v for k, v in file_metadata(layer).items() if v is not None}
-    full = ("kind", "baseline", "e_per_adu") + (("em_gain",) if meta.get("kind") == "emccd" else ())
-    if all(k in meta for k in full):
-        camera, _ = camera_for_movie(None, meta)  # the file's camera, not an estimate
+    camera = camera_from_metadata(file_metadata(layer))
+    if camera is not None:
         return camera, f"the file's camera: {describe_camera(camera)}"
     known = (getattr(layer, "metadata", None) or {}).get("camera")
     if known:
@@ -99,7 +97,7 @@ class CalibrateWidget(MovieFields, DockForm, Container):
         self.exclude.native.setPlaceholderText("e.g. 3, 5")
         self.run_button = PushButton(text="Find beads / Calibrate")
         self.cancel_button = PushButton(text="Cancel", enabled=False,
-                                        tooltip="drop this calibration (the fit in progress ends in the background)")
+                                        tooltip="stop this calibration; what was shown before stays")
         buttons = Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button])
         buttons.margins = (0, 0, 0, 0)
         self.out = FileEdit(label="save as", mode="w", filter="*.h5",

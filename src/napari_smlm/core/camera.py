@@ -247,6 +247,18 @@ def estimate_camera(
     return cam, report
 
 
+def camera_from_metadata(metadata: Optional[dict]) -> Optional["Camera"]:
+    """The camera a file's metadata (:func:`napari_smlm.core.io.metadata.read_movie_metadata`)
+    states in full — kind, baseline, conversion and, for an EMCCD, the EM gain — else None."""
+    meta = {k: v for k, v in (metadata or {}).items() if v is not None}
+    full = ("kind", "baseline", "e_per_adu") + (("em_gain",) if meta.get("kind") == "emccd" else ())
+    if not all(k in meta for k in full):
+        return None
+    em_gain = float(meta.get("em_gain", 1.0)) if meta["kind"] == "emccd" else 1.0
+    return Camera(baseline=float(meta["baseline"]), e_per_adu=float(meta["e_per_adu"]), em_gain=em_gain,
+                  qe=float(meta.get("qe", 1.0)), read_noise_e=float(meta.get("read_noise_e", 0.0)), kind=meta["kind"])
+
+
 def camera_for_movie(movie, metadata: Optional[dict] = None, **given) -> tuple["Camera", dict]:
     """The camera of a movie: from its file's metadata where that states the whole
     camera, else estimated from the movie with what the user gave (``given``: kind,
@@ -259,11 +271,8 @@ def camera_for_movie(movie, metadata: Optional[dict] = None, **given) -> tuple["
     meta = {k: v for k, v in (metadata or {}).items() if v is not None}
     given = {k: v for k, v in given.items() if v is not None}
     where = meta.get("source", "metadata")
-    full = ("kind", "baseline", "e_per_adu") + (("em_gain",) if meta.get("kind") == "emccd" else ())
-    if all(k in meta for k in full) and not given:
-        em_gain = float(meta.get("em_gain", 1.0)) if meta["kind"] == "emccd" else 1.0
-        cam = Camera(baseline=float(meta["baseline"]), e_per_adu=float(meta["e_per_adu"]), em_gain=em_gain,
-                     qe=float(meta.get("qe", 1.0)), read_noise_e=float(meta.get("read_noise_e", 0.0)), kind=meta["kind"])
+    cam = camera_from_metadata(meta)
+    if cam is not None and not given:
         nan = float("nan")
         report = {"method": "file metadata", "kind": cam.kind, "kind_reason": f"the file's {where} metadata",
                   "baseline": cam.baseline, "baseline_err": nan, "adu_per_e": cam.em_gain / cam.e_per_adu,
