@@ -234,6 +234,17 @@ class Movie:
                     raise MovieError(f"{f}: cannot read this frame ({_first_line(exc)})") from None
             return np.stack(frames) if frames else np.zeros((0, *self.shape[1:]), self.dtype)
         if self._data is not None:
+            if isinstance(self._data, np.memmap) and self._data.flags.c_contiguous:
+                # Read, not map: the pages of a memory map stay in this process's resident
+                # memory until the kernel wants them back, so streaming a 20,000-frame
+                # 256x256 movie (2.6 GB) through a map grows the RSS by the whole movie.
+                per_frame = int(np.prod(self.shape[1:]))
+                with open(self.path, "rb") as fh:
+                    fh.seek(int(self._data.offset) + start * per_frame * self._data.dtype.itemsize)
+                    out = np.fromfile(fh, dtype=self._data.dtype, count=(stop - start) * per_frame)
+                if out.size != (stop - start) * per_frame:
+                    raise MovieError(f"{self.path}: cannot read frames {start + 1}..{stop} (the file ended early)")
+                return out.reshape(stop - start, *self.shape[1:])
             return np.asarray(self._data[start:stop])
         if self._page_offsets is not None:
             raw = np.memmap(self.path, dtype=np.uint8, mode="r")
