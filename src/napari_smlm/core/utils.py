@@ -153,3 +153,14 @@ def _replace_all(temps: list[tuple[Path, str]]) -> None:
         for _, backup, _ in backups:
             if backup is not None and os.path.exists(backup):
                 os.unlink(backup)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where oneDNN
+    runs it faster than float32; elsewhere bf16 is emulated and slower."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

@@ -21,6 +21,7 @@ import torch
 from ..camera import Camera
 from ..config import CameraConfig, ScalingConfig, from_dict
 from ..models import SMLMModel
+from ..utils import cpu_has_bf16
 from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .postprocess import maps_to_candidates, non_maximum_suppression, select_rows
 
@@ -30,7 +31,9 @@ __all__ = [
 ]
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
-BUNDLED_MODELS = {"default": MODELS_DIR / "default_2d.pt"}
+# default: SigmaMUNet, the accurate one; fast: FastNet, ~8x cheaper per pixel (issue 13's
+# fast preset; docs/bundled_model.md records both trainings).
+BUNDLED_MODELS = {"default": MODELS_DIR / "default_2d.pt", "fast": MODELS_DIR / "fast_2d.pt"}
 
 
 class InferenceCancelled(Exception):
@@ -38,7 +41,7 @@ class InferenceCancelled(Exception):
 
 
 def resolve_model_path(model: Union[str, Path], what: str = "--model") -> Path:
-    """A bundled model name (``default``) or a checkpoint path (``what`` names the
+    """A bundled model name (``default``, ``fast``) or a checkpoint path (``what`` names the
     option in errors)."""
     if str(model) in BUNDLED_MODELS:
         path = BUNDLED_MODELS[str(model)]
@@ -158,15 +161,6 @@ def available_memory_bytes(device: torch.device) -> int:
     return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
 
 
-def _cpu_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX), where oneDNN
-    runs it faster than float32; elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
 def free_cores(sample_s: float = 0.1) -> int:
     """CPU cores this process may use that other work is not using now (at least 1).
 
@@ -247,10 +241,10 @@ class Infer:
         if precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"--precision: expected auto, fp32, bf16 or fp16, got {precision!r}")
         if precision == "auto":  # bf16 on CPUs that have it: 1.6-2x faster, accuracy as fp32 (benchmarks/precision.py)
-            precision = "fp16" if self.device.type == "cuda" else ("bf16" if _cpu_bf16() else "fp32")
+            precision = "fp16" if self.device.type == "cuda" else ("bf16" if cpu_has_bf16() else "fp32")
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError("--precision fp16: float16 runs on CUDA only; on a CPU use bf16 or fp32")
-        if precision == "bf16" and self.device.type == "cpu" and not _cpu_bf16():
+        if precision == "bf16" and self.device.type == "cpu" and not cpu_has_bf16():
             raise ValueError("--precision bf16: this CPU has no bfloat16 instructions (AVX-512 BF16 or AMX); use fp32")
         self.precision = precision
         self.amp = precision != "fp32"

@@ -21,6 +21,28 @@ from .base import LossTerm, register_loss
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def mixture_log_likelihood(target: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor,
+                           log_weight: torch.Tensor) -> torch.Tensor:
+    """log Σ_k w_k N(target_m | mu_k, diag(sigma_k²)) for targets (B, M, D), components
+    mu, sigma (B, K, D) and log weights (B, K) -> (B, M), in float64.
+
+    The squared distance Σ_d ((t_d - mu_d) / s_d)² expands into Σ_d t_d² a_d - 2 t_d mu_d a_d
+    + mu_d² a_d with a = 1/s²: one batched matrix product, where the direct form builds
+    (B, M, K, D) tensors forward and backward (on a CPU this loss took 70 % of a
+    fast_2d training step). In float64 the expansion's cancellation costs nothing
+    (terms reach ~1e7 at σ = 0.01 px in a 32 px frame; float64 keeps 1e-9 of that).
+    """
+    t = target.double()
+    m = mu.double()
+    a = sigma.double().pow(-2)
+    lhs = torch.cat([t * t, -2.0 * t], dim=-1)  # (B, M, 2D)
+    rhs = torch.cat([a, m * a], dim=-1)  # (B, K, 2D)
+    quad = torch.bmm(lhs, rhs.transpose(1, 2)) + (m * m * a).sum(-1).unsqueeze(1)  # (B, M, K)
+    d = target.shape[-1]
+    log_norm = torch.log(sigma.double()).sum(-1) + 0.5 * d * _LOG_2PI  # (B, K)
+    return torch.logsumexp(-0.5 * quad + (log_weight.double() - log_norm).unsqueeze(1), dim=-1)
+
+
 @register_loss("gaussian_mm")
 class GaussianMMLoss(LossTerm):
     required_channels = ("p", "photons", "x", "y", "z", "sigma_photons", "sigma_x", "sigma_y", "sigma_z")
@@ -68,9 +90,7 @@ class GaussianMMLoss(LossTerm):
             dim=-1,
         ).float()  # (B, M, 4)
         log_weight = F.logsigmoid(logits) - torch.logsumexp(F.logsigmoid(logits), dim=-1, keepdim=True)  # (B, K)
-        z = (target.unsqueeze(2) - mu.unsqueeze(1)) / sigma.unsqueeze(1)  # (B, M, K, 4)
-        log_comp = -0.5 * (z * z).sum(-1) - torch.log(sigma).sum(-1).unsqueeze(1) - 2 * _LOG_2PI
-        log_lik = torch.logsumexp(log_comp + log_weight.unsqueeze(1), dim=-1)  # (B, M)
+        log_lik = mixture_log_likelihood(target, mu, sigma, log_weight).float()  # (B, M)
         gmm_loss = -(log_lik * mask).sum(-1)
 
         loss = gmm_loss + self.count_weight * count_loss

@@ -20,6 +20,7 @@ from ..inference.postprocess import maps_to_candidates
 from ..losses import build_loss
 from ..models import build_model
 from ..targets import condition_maps
+from ..utils import cpu_has_bf16
 from .callbacks import (
     Callback, CheckpointCallback, EarlyStopping, MetricsCSVCallback, ProgressCallback, TensorBoardCallback,
 )
@@ -87,6 +88,16 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world
 
 
+def _as_float(out):
+    """Network outputs (a tensor, or a multi-scale model's dict of them) in float32:
+    the losses run in full precision whatever autocast computed the network in."""
+    if isinstance(out, torch.Tensor):
+        return out.float()
+    if isinstance(out, dict):
+        return {k: _as_float(v) for k, v in out.items()}
+    return out
+
+
 class Trainer:
     """Train a model from a :class:`Config`.
 
@@ -131,6 +142,10 @@ class Trainer:
 
         self.model = build_model(cfg.model.architecture, frame_window=cfg.model.frame_window, **cfg.model.kwargs)
         self.model.to(self.device)
+        if self.device.type == "cpu":
+            # oneDNN's convolutions, forward and backward, run faster channels-last
+            # (default_2d, fwd + bwd + loss on one core: 0.98 s NCHW, 0.80 s channels-last).
+            self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(cfg.loss, self.model.output_channels, cfg.model.scaling).to(self.device)
         self.net = self.model
         if self.world_size > 1:
@@ -142,7 +157,11 @@ class Trainer:
         self.monitor = cfg.training.monitor
         self.mode = "min" if any(s in self.monitor for s in _LOWER_IS_BETTER) else "max"
         self.scheduler = build_scheduler(self.optimizer, cfg.scheduler, cfg.training.epochs, self.mode)
-        self.use_amp = bool(cfg.training.amp and self.device.type == "cuda")
+        self.use_amp = bool(cfg.training.amp and self.device.type == "cuda")  # float16 + loss scaling
+        # training.amp on a CPU with native bfloat16: autocast to bf16, no loss scaling
+        # (bf16 has float32's range). default_2d, fwd + bwd + loss on one core: 0.80 s
+        # float32 -> 0.46 s bf16, both channels-last. Weights and optimizer stay float32.
+        self.cpu_bf16 = bool(cfg.training.amp and self.device.type == "cpu" and cpu_has_bf16())
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         self.data, self.validation = build_data(cfg, self.device, seed, self.rank, self.world_size)
 
@@ -294,6 +313,8 @@ class Trainer:
     def _autocast(self):
         if self.use_amp:
             return torch.autocast("cuda", dtype=torch.float16)
+        if self.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def _forward_loss(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -301,7 +322,7 @@ class Trainer:
         with self._autocast():
             if hasattr(self.model, "scales"):  # multi-scale: teacher-forced with the true coarser maps
                 teacher = condition_maps(batch, tuple(x.shape[-2:]), self.cfg.model.scaling, self.model.scales[:-1])
-                out = self.net(x, teacher=teacher)
+                out = _as_float(self.net(x, teacher=teacher))
             else:
                 out = self.net(x).float()
         return self.loss_fn(out, batch)
