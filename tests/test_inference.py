@@ -35,6 +35,17 @@ def test_tiled_equals_untiled_256_as_64():
     assert not torch.allclose(bad.predict_maps(movie), whole, atol=1e-5)
 
 
+def test_fast_net_tiled_equals_untiled_at_an_odd_frame_size():
+    torch.manual_seed(0)
+    model = build_model("fast_net", frame_window=3, features=8, fine_features=4, head_features=8).eval()
+    lm = LocalizationModel(model=model, frame_window=3, scaling=ScalingConfig(), pixel_size_nm=100.0, camera=Camera())
+    movie = torch.rand(2, 3, 150, 131) * 100  # not multiples of the stride or the tile
+    whole = Infer(lm, device="cpu", tile_size=None, precision="fp32").predict_maps(movie)
+    tiled = Infer(lm, device="cpu", tile_size=48, precision="fp32").predict_maps(movie)
+    assert whole.shape == (2, 10, 150, 131)
+    assert torch.allclose(tiled, whole, atol=1e-5, rtol=0), (tiled - whole).abs().max()
+
+
 @pytest.mark.parametrize("name", ["sigma_munet", "simple_smlm_net"])
 def test_forward_block_equals_forward_on_windows(name):
     lm = small_model(name)

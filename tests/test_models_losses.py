@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -16,6 +18,7 @@ SMALL = dict(initial_features=8)
         ("simple_smlm_net", dict(frame_window=1, **SMALL), 6),
         ("double_munet", dict(frame_window=3, inter_features=8, **SMALL), 6),
         ("sigma_munet", dict(frame_window=3, inter_features=8, **SMALL), 10),
+        ("fast_net", dict(frame_window=3, features=8, fine_features=4, head_features=8), 10),
     ],
 )
 def test_model_shapes_padding_and_rebuild(name, kwargs, channels):
@@ -29,6 +32,32 @@ def test_model_shapes_padding_and_rebuild(name, kwargs, channels):
     assert torch.allclose(again(x), out)
     p = torch.sigmoid(out[:, 0])
     assert p.max() < 0.05  # DECODE's low initial detection probability
+
+
+def test_fast_net_inference_path_equals_the_training_path():
+    """Inference activates the output in place; training through autograd: same maps."""
+    torch.manual_seed(0)
+    model = build_model("fast_net", frame_window=3, features=8, fine_features=4, head_features=8).eval()
+    x = torch.rand(2, 3, 20, 24) * 3
+    with torch.no_grad():
+        fast = model(x)
+    trained = model(x)
+    assert trained.requires_grad and not fast.requires_grad
+    assert torch.equal(fast, trained.detach())
+
+
+def test_fast_net_reach_is_within_its_receptive_radius():
+    """One bright pixel changes the output only within receptive_radius (the halo
+    of tiled inference rests on it), and does change it near that distance."""
+    torch.manual_seed(0)
+    model = build_model("fast_net", frame_window=3, features=8, fine_features=4, head_features=8).double().eval()
+    x = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    y = x.clone()
+    y[0, 1, 32, 32] += 50.0
+    changed = (model(y) - model(x)).abs().amax(dim=(0, 1)) > 1e-12
+    rows, cols = torch.nonzero(changed, as_tuple=True)
+    reach = max((rows - 32).abs().max().item(), (cols - 32).abs().max().item())
+    assert 0.7 * model.receptive_radius <= reach <= model.receptive_radius, (reach, model.receptive_radius)
 
 
 def test_sigma_channels_bounded_away_from_zero():
@@ -106,6 +135,36 @@ def test_gaussian_mm_finite_under_extreme_inputs():
     # And an empty frame batch.
     empty = {**batch, "mask": torch.zeros_like(batch["mask"])}
     assert torch.isfinite(loss(_perfect_output(model, batch), empty)[0])
+
+
+def test_mixture_log_likelihood_equals_the_direct_formula():
+    """The matrix-product form of the Gaussian-mixture likelihood equals the direct
+    (B, M, K, D) computation, values and gradients, also with small sigmas far from
+    the frame's origin (where the expanded form could cancel)."""
+    from napari_smlm.core.losses.gaussian_mm import mixture_log_likelihood
+
+    g = torch.Generator().manual_seed(0)
+    b, m, k = 3, 5, 64
+    target = torch.rand(b, m, 4, generator=g, dtype=torch.float64) * torch.tensor([32.0, 32.0, 1.0, 1.0], dtype=torch.float64)
+    mu = (torch.rand(b, k, 4, generator=g, dtype=torch.float64) * torch.tensor([32.0, 32.0, 1.0, 1.0], dtype=torch.float64))
+    mu[:, :m] = target.detach() + 0.01 * torch.randn(b, m, 4, generator=g, dtype=torch.float64)  # near components
+    sigma = 0.01 + torch.rand(b, k, 4, generator=g, dtype=torch.float64) * 2
+    logw = torch.log_softmax(torch.randn(b, k, generator=g, dtype=torch.float64), -1)
+    for x in (mu, sigma, logw):
+        x.requires_grad_(True)
+
+    def direct(t, mu, sigma, logw):
+        z = (t.unsqueeze(2) - mu.unsqueeze(1)) / sigma.unsqueeze(1)
+        log_comp = -0.5 * (z * z).sum(-1) - torch.log(sigma).sum(-1).unsqueeze(1) - 2 * math.log(2 * math.pi)
+        return torch.logsumexp(log_comp + logw.unsqueeze(1), dim=-1)
+
+    ours = mixture_log_likelihood(target.float(), mu.float(), sigma.float(), logw.float())
+    ref = direct(target.float().double(), mu, sigma, logw)
+    assert torch.allclose(ours, ref, rtol=1e-5, atol=1e-3), (ours - ref).abs().max()
+    g_ours = torch.autograd.grad(ours.sum(), (mu, sigma, logw))
+    g_ref = torch.autograd.grad(ref.sum(), (mu, sigma, logw))
+    for a, r in zip(g_ours, g_ref):
+        assert torch.allclose(a, r, rtol=1e-3, atol=1e-3 * r.abs().max()), (a - r).abs().max()
 
 
 def test_gaussian_mm_needs_sigma_channels():
