@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Train (or continue training) the bundled 2D model and copy its best weights into
-# the package. Rerunnable: with runs/default_2d/last.pt present it resumes.
-#   scripts/train_bundled_model.sh [--set KEY=VALUE ...]
+# Train (or continue training) a bundled 2D model and copy its best weights into
+# the package. Rerunnable: with runs/<name>_2d/last.pt present it resumes.
+#   scripts/train_bundled_model.sh [default|fast] [--set KEY=VALUE ...]
+# default: configs/default_2d.yaml (SigmaMUNet); fast: configs/fast_2d.yaml (FastNet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-run=runs/default_2d
+name=default
+if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
+    name=$1
+    shift
+fi
+case "$name" in
+    default|fast) ;;
+    *) echo "train_bundled_model.sh: expected 'default' or 'fast', got '$name'" >&2; exit 2 ;;
+esac
+run=runs/${name}_2d
+bundled=src/napari_smlm/models/${name}_2d.pt
 resume=()
 if [ -f "$run/last.pt" ]; then
     resume=(--resume "$run/last.pt")
-elif [ -f src/napari_smlm/models/default_2d.pt ]; then
+elif [ -f "$bundled" ]; then
     # a fresh machine: continue from the bundled weights (fresh optimizer state)
-    resume=(--resume src/napari_smlm/models/default_2d.pt)
+    resume=(--resume "$bundled")
 fi
-.venv/bin/napari-smlm train --config configs/default_2d.yaml --out "$run" "${resume[@]}" "$@"
-.venv/bin/python -m napari_smlm.core.inference.bundle "$run/best.pt" src/napari_smlm/models/default_2d.pt --tune-threshold
+.venv/bin/napari-smlm train --config "configs/${name}_2d.yaml" --out "$run" "${resume[@]}" "$@"
+.venv/bin/python -m napari_smlm.core.inference.bundle "$run/best.pt" "$bundled" --tune-threshold

@@ -53,7 +53,7 @@ def _bad(tmp_path):
         (["tiny.tif"], "tiny.tif: frames of 4x4 px are smaller than the minimum 8x8"),
         (["nan.tif", "--baseline", "100", "--e-per-adu", "45"], "nan.tif: frame 1 holds NaN or infinite pixels"),
         (["ok.tif", "--model", "notckpt.pt"], "notckpt.pt: not a napari-smlm checkpoint"),
-        (["ok.tif", "--model", "fancy"], "--model fancy: neither a bundled model (default) nor an existing checkpoint file"),
+        (["ok.tif", "--model", "fancy"], "--model fancy: neither a bundled model (default, fast) nor an existing checkpoint file"),
         (["ok.tif", "--baseline", "1000", "--e-per-adu", "45"], "most pixels become negative photons"),
         (["missing.tif"], "missing.tif: movie file not found"),
     ],

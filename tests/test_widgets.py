@@ -232,7 +232,7 @@ def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_view
 
     viewer = make_napari_viewer()
     t = open_widget(viewer, "Train")
-    for arch in ("multiscale_var", "fusion_unet", "double_munet", "simple_smlm_net", "sigma_munet"):
+    for arch in ("multiscale_var", "fusion_unet", "fast_net", "double_munet", "simple_smlm_net", "sigma_munet"):
         t.architecture.value = arch
         cfg = t.config()
         assert cfg.model.architecture == arch
@@ -242,6 +242,11 @@ def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_view
     assert t.config().training.init_weights is None
     t.from_bundled.value = True
     assert t.config().training.init_weights == "default"
+    t.preset.value = "fast 2D"  # starts from the bundled fast model: the same network
+    assert t.from_bundled.value is False  # the preset's own choice (fast_2d.yaml starts from scratch)
+    t.from_bundled.value = True
+    cfg = t.config()
+    assert cfg.model.architecture == "fast_net" and cfg.training.init_weights == "fast"
 
 
 def test_fill_from_movie_matches_the_sample(make_napari_viewer, messages):

@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("simulate", help="simulate a movie with ground truth", description="Simulate a TIFF movie (uint16 ADU) and its ground-truth emitters CSV.")
-    p.add_argument("--config", help="config YAML (or a shipped name: smoke, default_2d, decode_reference); default: built-in defaults")
+    p.add_argument("--config", help="config YAML (or a shipped name: smoke, default_2d, fast_2d, astig_3d, decode_reference); default: built-in defaults")
     p.add_argument("--frames", type=int, default=1000, help="number of frames (default 1000)")
     p.add_argument("--out", required=True, help="output directory: writes movie.tif and emitters.csv")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("train", help="train a localization network", description="Train a network; writes config.yaml, last.pt, best.pt, metrics.csv and tensorboard/ to the run directory.")
-    p.add_argument("--config", required=True, help="config YAML (or a shipped name: smoke, default_2d, decode_reference)")
+    p.add_argument("--config", required=True, help="config YAML (or a shipped name: smoke, default_2d, fast_2d, astig_3d, decode_reference)")
     p.add_argument("--resume", help="checkpoint to continue from (continues at its next epoch)")
     p.add_argument("--init-weights", metavar="MODEL", help="start a new run from these weights (a checkpoint or a bundled model "
                    "name such as 'default'): fine-tune to your microscope; sets training.init_weights")
@@ -524,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("localize", help="localize molecules in a movie", description="Run a network over a TIFF movie and write the localization table (CSV in ThunderSTORM style, or Picasso HDF5 + YAML).")
     p.add_argument("movie", help="TIFF stack (multi-page, BigTIFF, OME-TIFF) or a folder of single-frame TIFFs")
-    p.add_argument("--model", default="default", help="'default' (the bundled model) or a checkpoint .pt")
+    p.add_argument("--model", default="default",
+                   help="'default' (the bundled model), 'fast' (the bundled fast preset: several times quicker, "
+                        "a little less accurate) or a checkpoint .pt")
     p.add_argument("--out", required=True, help="output table: .csv or .h5/.hdf5")
     cam = p.add_argument_group("camera (default: estimated from the movie)")
     cam.add_argument("--camera", help="camera YAML (keys of simulation.camera)")
@@ -600,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default runs/demo)")
     p.add_argument("--frames", type=int, default=500, help="frames to simulate (default 500)")
     p.add_argument("--density", type=float, default=0.3, help="molecules per um^2 per frame (default 0.3)")
-    p.add_argument("--model", default="default", help="model to localize with (default: the bundled model)")
+    p.add_argument("--model", default="default",
+                   help="model to localize with: 'default' (the bundled model), 'fast' or a checkpoint .pt")
     p.set_defaults(func=cmd_demo)
 
     from .cli_analysis import add_parsers  # drift, merge, resolution

@@ -26,8 +26,11 @@ CAMERA_TIP = ("How ADU become photons.\n"
               f"{MANUAL}: the values typed below\n"
               f"{EMCCD_PRESET}: baseline 100 ADU, 45 e-/ADU, EM gain 100, QE 0.9 (our simulator's camera)\n"
               f"{PHOTONS}: the movie is already in photons")
-BUNDLED, CHECKPOINT = "bundled (default)", "checkpoint file"
-MODELS = [BUNDLED, CHECKPOINT]
+BUNDLED, FAST, CHECKPOINT = "bundled (default)", "bundled fast", "checkpoint file"
+MODELS = [BUNDLED, FAST, CHECKPOINT]
+MODEL_TIP = ("bundled (default): the accurate network\n"
+             "bundled fast: a network several times quicker (large movies on a laptop), a little less accurate\n"
+             "checkpoint file: a model (.pt) from Train")
 EXPORT_FILTER = "CSV, ThunderSTORM style (*.csv);;HDF5, Picasso (*.h5 *.hdf5)"
 
 
@@ -54,8 +57,7 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.viewer = viewer
         self.image = ComboBox(label="movie", choices=layer_choices(viewer, "Image"), nullable=True,
                               tooltip="the movie (T, Y, X) in camera counts (ADU)")
-        self.model = ComboBox(label="model", choices=MODELS, value=BUNDLED,
-                              tooltip="the bundled network, or a checkpoint (.pt) from Train")
+        self.model = ComboBox(label="model", choices=MODELS, value=BUNDLED, tooltip=MODEL_TIP)
         self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", visible=False)
         self.camera = ComboBox(choices=CAMERAS, value=ESTIMATE, tooltip=CAMERA_TIP)
         self.estimate_button = PushButton(text="Estimate", tooltip="estimate the camera from the movie now and "
@@ -174,9 +176,11 @@ class LocalizeWidget(MovieFields, DockForm, Container):
     def _model(self):
         if self.model.value == BUNDLED:
             return "default"
+        if self.model.value == FAST:
+            return "fast"
         path = existing_file(self.checkpoint, "model", "checkpoint file")
         if path is None:
-            raise ValueError("model: choose a checkpoint file (.pt), or the bundled model")
+            raise ValueError("model: choose a checkpoint file (.pt), or a bundled model")
         return str(path)
 
     def estimate_camera(self, *_) -> Optional[dict]:
@@ -307,7 +311,8 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         first, last = self._frames
         n = last - first
         frames = f"frame {first + 1}" if n == 1 else f"frames {first + 1}–{last}"
-        self._run_info = (f"{frames} ({plural(n, 'frame')}) in {result.timings.get('total', 0):.1f} s\n"
+        self._run_info = (f"{frames} ({plural(n, 'frame')}) in {result.timings.get('total', 0):.1f} s "
+                          f"with {Path(result.model_source).name or 'the model'}\n"
                           f"camera: {describe_camera(result.camera, result.camera_report)}")
         if result.camera_report:
             self.camera_report = dict(result.camera_report)
