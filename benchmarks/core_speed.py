@@ -72,7 +72,7 @@ def main() -> None:
     for k, v in sim.items():
         print(f"| {k} | {v:,.0f} |")
     print("\n| training config | batch | parameters | steps/s | frames/s |\n|---|---|---|---|---|")
-    for name in ("smoke", "default_2d"):
+    for name in ("smoke", "default_2d", "fast_2d"):
         r = training_rate(name, args.device, args.steps)
         print(f"| {name} | {r['batch']} | {r['parameters']:,} | {r['steps/s']:.2f} | {r['frames/s']:.0f} |")
 

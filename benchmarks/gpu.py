@@ -4,10 +4,13 @@
 
 Measures on one device:
 - end-to-end localization frames/s from a TIFF file on disk to the written CSV
-  table (memory-mapped reading -> camera conversion -> network with AMP and batch
-  size auto -> post-processing -> atomic CSV write) for 1-frame-window movies of
-  64x64 (20,000 frames) and 256x256 (2,000 frames), after a warm-up run;
-- optimizer steps/s of the default_2d and decode_reference training configs;
+  table (memory-mapped reading -> camera conversion -> network with batch size
+  auto -> post-processing -> atomic CSV write) for movies of 64x64 (20,000 frames)
+  and 256x256 (2,000 frames), after a warm-up run, for each bundled model
+  (``--models default,fast``) and each precision (``--precisions``; on CUDA fp16,
+  bf16 and fp32 by default);
+- optimizer steps/s of the default_2d, fast_2d, decode_reference and astig_3d
+  (3D, parametric astigmatic PSF) training configs;
 - with ``--train-minutes M``: default_2d trained from scratch for at most M minutes,
   its validation Jaccard after every epoch (the "time to plateau" curve).
 Writes a JSON with the card's name. ``--device cpu --quick`` is a small smoke run
@@ -43,31 +46,37 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def inference(lm, device: str, sizes, tmp: Path) -> list[dict]:
+def inference(models: dict, precisions, device: str, sizes, tmp: Path) -> list[dict]:
     rows = []
     for size, frames in sizes:
         movie, _, cam = test_movie(0.5, frames, seed=1, size=size)
         path = tmp / f"movie{size}.tif"
         tifffile.imwrite(path, movie)
         del movie
-        localize(path, model=lm, camera=cam, device=device, frame_range=(0, min(frames, 200)))  # warm-up (cuDNN autotune)
-        _sync(device)
-        t0 = time.time()
-        res = localize(path, model=lm, camera=cam, device=device, batch_size="auto")
-        table = res.table()
-        write_table(table, tmp / f"movie{size}.csv", pixel_size_nm=res.pixel_size_nm, movie_shape=res.movie_shape)
-        wall = time.time() - t0
-        row = {"size": size, "frames": frames, "seconds": wall, "frames_per_s": frames / wall,
-               "molecules": int(len(table["x"])), "timings": {k: float(v) for k, v in res.timings.items()}}
-        rows.append(row)
-        print(row, flush=True)
+        for name, lm in models.items():
+            for precision in precisions:
+                kw = dict(model=lm, camera=cam, device=device, precision=precision)
+                localize(path, frame_range=(0, min(frames, 200)), **kw)  # warm-up (cuDNN autotune)
+                _sync(device)
+                t0 = time.time()
+                res = localize(path, batch_size="auto", **kw)
+                table = res.table()
+                write_table(table, tmp / f"movie{size}.csv", pixel_size_nm=res.pixel_size_nm,
+                            movie_shape=res.movie_shape)
+                wall = time.time() - t0
+                row = {"model": name, "precision": precision, "size": size, "frames": frames, "seconds": wall,
+                       "frames_per_s": frames / wall, "molecules": int(len(table["x"])),
+                       "timings": {k: float(v) for k, v in res.timings.items()}}
+                rows.append(row)
+                print(row, flush=True)
     return rows
 
 
 def training_speed(device: str, steps: int, quick: bool) -> list[dict]:
     rows = []
-    for name in ("default_2d", "decode_reference"):
+    for name in ("default_2d", "fast_2d", "decode_reference", "astig_3d"):
         cfg = load_config(CONFIGS / f"{name}.yaml", [f"training.device={device}", "training.validation_size=8", "output.tensorboard=false",
+                                                     "training.init_weights=null",
                                                      *(["training.batch_size=2"] if quick else [])])
         trainer = Trainer(cfg, write_files=False)
         dt = 1 / train_steps_per_second(trainer, steps, warmup=min(5, steps))
@@ -106,7 +115,8 @@ def training_curve(device: str, minutes: float, tmp: Path, quick: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="gpu_results.json")
-    ap.add_argument("--model", default="default")
+    ap.add_argument("--models", default="default,fast", help="bundled model names or checkpoints, comma-separated")
+    ap.add_argument("--precisions", help="comma-separated (default: fp16,bf16,fp32 on CUDA, auto on a CPU)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--train-minutes", type=float, default=0.0, help="also train default_2d for this long (0: skip)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: a check that the script runs, not a measurement")
@@ -115,10 +125,12 @@ def main() -> None:
         sys.exit("benchmarks/gpu.py: no CUDA device")
     card = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"cpu ({torch.get_num_threads()} threads)"
     result = {"card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "quick": args.quick}
-    lm = LocalizationModel.load(args.model)
+    models = {name: LocalizationModel.load(name) for name in args.models.split(",")}
+    cuda = args.device.startswith("cuda")
+    precisions = (args.precisions or ("fp16,bf16,fp32" if cuda else "auto")).split(",")
     sizes = ((64, 40), (256, 6)) if args.quick else ((64, 20000), (256, 2000))
     with tempfile.TemporaryDirectory(prefix="napari-smlm-gpu-") as tmp:
-        result["inference"] = inference(lm, args.device, sizes, Path(tmp))
+        result["inference"] = inference(models, precisions, args.device, sizes, Path(tmp))
         result["training"] = training_speed(args.device, 2 if args.quick else 50, args.quick)
         if args.train_minutes > 0:
             result["training_curve"] = training_curve(args.device, args.train_minutes, Path(tmp), args.quick)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One short GPU run (the device tool or any CUDA machine): measure, write JSON.
-#   benchmarks/gpu.sh [out.json]        (TRAIN_MINUTES=4 by default: the time-boxed training curve)
+#   benchmarks/gpu.sh [out.json]        (TRAIN_MINUTES=3 by default: the time-boxed training curve)
 # Uses a python3 that already has torch with CUDA and the core's dependencies (as on
 # the device machines, which reach no package index); otherwise sets up .venv.
 set -euo pipefail
@@ -13,4 +13,4 @@ else
     PY=.venv/bin/python
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
-timeout 480 "$PY" benchmarks/gpu.py --train-minutes "${TRAIN_MINUTES:-4}" --out "${1:-gpu_results.json}"
+timeout 480 "$PY" benchmarks/gpu.py --train-minutes "${TRAIN_MINUTES:-3}" --out "${1:-gpu_results.json}"

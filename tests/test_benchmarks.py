@@ -52,9 +52,10 @@ def test_gpu_script_runs_on_cpu_in_quick_mode(tmp_path):
                     "--out", str(out)], check=True, capture_output=True, text=True)
     result = json.loads(out.read_text())
     assert result["card"].startswith("cpu") and result["quick"] is True
-    assert [r["size"] for r in result["inference"]] == [64, 256]
+    assert [(r["size"], r["model"]) for r in result["inference"]] == [(64, "default"), (64, "fast"), (256, "default"),
+                                                                       (256, "fast")]
     assert all(r["frames_per_s"] > 0 and r["molecules"] > 0 for r in result["inference"])
-    assert [r["config"] for r in result["training"]] == ["default_2d", "decode_reference"]
+    assert [r["config"] for r in result["training"]] == ["default_2d", "fast_2d", "decode_reference", "astig_3d"]
     assert all(r["steps_per_s"] > 0 for r in result["training"])
     curve = result["training_curve"]["curve"]
     assert len(curve) >= 1 and 0.0 <= curve[0]["jaccard"] <= 1.0
