@@ -270,6 +270,7 @@ def cmd_localize(args) -> int:
     )
     print()
     table = result.table()
+    result.candidates = {}  # the command writes only what passes the threshold: free the rest
     tic = time.time()
     write_table(table, out, pixel_size_nm=result.pixel_size_nm, movie_shape=result.movie_shape)
     result.timings["write"] = time.time() - tic

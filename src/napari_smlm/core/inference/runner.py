@@ -422,4 +422,9 @@ class Infer:
         if not tables:
             return maps_to_candidates(torch.zeros(0, len(self.model.output_channels), h, w), self.model.output_channels,
                                       self.lm.scaling, self.lm.pixel_size_nm)
-        return {key: np.concatenate([t[key] for t in tables]) for key in tables[0]}
+        # One column at a time, each batch's piece freed once joined: the peak is the
+        # table plus one column, not two tables (millions of rows in a long movie).
+        out = {}
+        for key in list(tables[0]):
+            out[key] = np.concatenate([t.pop(key) for t in tables])
+        return out
