@@ -33,6 +33,19 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     assert (tmp_path / "l.yaml").is_file()
 
 
+@pytest.mark.parametrize("model", ["default", "fast"])
+def test_a_2d_model_reports_the_focal_plane(movie, tmp_path, model):
+    """A 2D model's z head is noise (it only saw z = 0): z is 0 and has no uncertainty,
+    so nothing downstream mistakes a 2D table for 3D; x and y come as before."""
+    from napari_smlm.core.localize import localize
+
+    res = localize(movie / "movie.tif", model=model, camera="estimate", frame_range=(0, 10))
+    t = res.table()
+    assert len(t["x"]) > 20
+    assert (t["z"] == 0).all() and np.isnan(t["sigma_z"]).all()
+    assert np.isfinite(t["sigma_x"]).all() and np.ptp(t["x"]) > 1000
+
+
 def _bad(tmp_path):
     d = tmp_path / "bad"
     d.mkdir()

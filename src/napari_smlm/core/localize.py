@@ -140,6 +140,14 @@ def localize(
     cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
                      min_prob=min(0.1, threshold), timings=timings,
                      nms_radius_nm=radius * lm.pixel_size_nm / px)  # positions are on the model's grid until below
+    lo, hi = lm.z_range_nm
+    if hi <= lo and "z" in cand:
+        # A 2D model's z head only ever saw z = 0: what it outputs is noise (a few nm),
+        # which made 2D results look 3D (coloured by z). Report the focal plane, and no
+        # axial uncertainty.
+        cand["z"] = np.zeros_like(cand["z"])
+        if "sigma_z" in cand:
+            cand["sigma_z"] = np.full_like(cand["sigma_z"], np.nan)
     if px != lm.pixel_size_nm:
         for key in ("x", "y", "sigma_x", "sigma_y"):
             if key in cand:
