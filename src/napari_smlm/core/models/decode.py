@@ -11,6 +11,7 @@ from .unet import UNet2d, make_activation
 __all__ = ["SimpleSMLMNet", "DoubleMUnet", "SigmaMUNet"]
 
 P_BIAS_INIT = -6.0  # as DECODE: start with a low detection probability everywhere
+SIGMA_MAX, SIGMA_MIN = 3.0, 0.01  # predicted sigmas: SIGMA_MIN + SIGMA_MAX * sigmoid, bounded away from 0
 
 
 class Head(nn.Module):
@@ -28,7 +29,7 @@ def _activate(raw: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per-channel output activations (p stays a logit)."""
     out = {"p": raw["p"], "photons": torch.sigmoid(raw["photons"]), "xyz": torch.tanh(raw["xyz"])}
     if "sigma" in raw:
-        out["sigma"] = torch.sigmoid(raw["sigma"]) * 3.0 + 0.01  # bounded away from 0
+        out["sigma"] = torch.sigmoid(raw["sigma"]) * SIGMA_MAX + SIGMA_MIN
     if "bg" in raw:
         out["bg"] = torch.sigmoid(raw["bg"])
     return out

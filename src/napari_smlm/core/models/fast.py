@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SMLMModel, register_model
-from .decode import P_BIAS_INIT, _activate
+from .decode import P_BIAS_INIT, SIGMA_MAX, SIGMA_MIN, _activate
 from .unet import make_activation
 
 __all__ = ["FastNet"]
@@ -93,6 +93,6 @@ def _activate_in_place(raw: torch.Tensor) -> torch.Tensor:
     """:func:`~.decode._activate` on the (B, 10, H, W) map in place (p stays a logit)."""
     raw[:, 1:2].sigmoid_()  # photons
     raw[:, 2:5].tanh_()  # x, y, z
-    raw[:, 5:9].sigmoid_().mul_(3.0).add_(0.01)  # sigmas, bounded away from 0
+    raw[:, 5:9].sigmoid_().mul_(SIGMA_MAX).add_(SIGMA_MIN)  # sigmas
     raw[:, 9:10].sigmoid_()  # background
     return raw
