@@ -118,6 +118,21 @@ def test_localize_with_the_bundled_fast_model(make_napari_viewer, qtbot, message
     assert "with fast_2d.pt" in w.summary.value, w.summary.value
 
 
+def test_localize_suggests_the_fast_model_for_a_large_movie(make_napari_viewer):
+    viewer = make_napari_viewer()
+    small = viewer.add_image(np.zeros((20, 64, 64), np.uint16), name="small")
+    w = open_widget(viewer, "Localize")
+    assert w.image.value is small and w.summary.value == ""
+    big = viewer.add_image(np.broadcast_to(np.uint16(100), (1200, 256, 256)), name="big")  # no memory
+    w.image.value = big
+    assert "large movie (1,200 frames of 256x256)" in w.summary.value and "bundled fast" in w.summary.value
+    w.model.value = "bundled fast"
+    assert w.summary.value == ""
+    w.model.value = "bundled (default)"
+    w.image.value = small
+    assert w.summary.value == ""
+
+
 def test_pixel_size_comes_from_the_tiff(make_napari_viewer, tmp_path):
     import tifffile
 

@@ -31,6 +31,7 @@ MODELS = [BUNDLED, FAST, CHECKPOINT]
 MODEL_TIP = ("bundled (default): the accurate network\n"
              "bundled fast: a network several times quicker (large movies on a laptop), a little less accurate\n"
              "checkpoint file: a model (.pt) from Train")
+LARGE_MOVIE_PIXELS = 1000 * 256 * 256  # ~100 s with the default model on a 2-core CPU (benchmarks/run.py)
 EXPORT_FILTER = "CSV, ThunderSTORM style (*.csv);;HDF5, Picasso (*.h5 *.hdf5)"
 
 
@@ -137,7 +138,26 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self._fit_dock()
 
     # ------------------------------------------------------------------ parameters
+    def _image_changed(self, layer):
+        super()._image_changed(layer)
+        self._suggest_fast()
+
+    def _suggest_fast(self):
+        """On a large movie with the default model, say that the fast one exists (the
+        default runs ~10 frames/s of 256x256 on a 2-core laptop CPU, the fast one ~90;
+        docs/benchmarks/fast_preset.md)."""
+        if self.task is not None or self.result is not None:
+            return
+        try:
+            t, h, w = movie_from_layer(self.image.value).shape
+        except Exception:  # noqa: BLE001 - no movie yet: nothing to suggest
+            return
+        large = self.model.value == BUNDLED and t * h * w >= LARGE_MOVIE_PIXELS
+        self.summary.value = (f"a large movie ({plural(t, 'frame')} of {h}x{w}): on a CPU the default model takes "
+                              f"minutes here; 'bundled fast' is several times quicker" if large else "")
+
     def _model_changed(self, *_):
+        self._suggest_fast()
         self.checkpoint.visible = self.model.value == CHECKPOINT
         if self._threshold_by_user:
             return
