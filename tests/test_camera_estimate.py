@@ -76,3 +76,40 @@ def test_foreign_movies(name):
     _, report = estimate_camera(tifffile.imread(FOREIGN / name / "movie.tif"))
     assert report["kind"] == truth["kind"], report["kind_reason"]
     assert report["adu_per_e"] == pytest.approx(truth["adu_per_photoelectron"], rel=0.10)
+
+
+def test_read_noise_on_a_dim_emccd_background():
+    """EM gain 30, 5 e-/ADU, 10 photons/px: read noise (74.4 e-, 15 ADU) is a quarter of the
+    background's variance. The moments read it as shot noise (gain -25 to -28 %); the
+    likelihood of the whole distribution tells them apart and reports the read noise."""
+    m, cam = movie("simulation.camera.kind=emccd", "simulation.camera.em_gain=30", "simulation.camera.e_per_adu=5",
+                   "simulation.camera.baseline=100", "simulation.emitters.background=[10,10]",
+                   "simulation.emitters.density_per_um2=[0.2,0.2]", seed=3)
+    est, report = estimate_camera(m)
+    assert report["kind"] == "emccd" and report["method"] == "background noise likelihood"
+    assert report["adu_per_e"] == pytest.approx(6.0, rel=0.10)
+    assert report["baseline"] == pytest.approx(100, abs=10)
+    assert report["read_noise_adu"] == pytest.approx(74.4 / 5, rel=0.25)
+    assert est.read_noise_e == pytest.approx(report["read_noise_adu"] * est.e_per_adu)
+    assert "read noise" in describe_estimate(report)
+
+
+def test_low_gain_emccd_is_told_from_an_scmos_by_its_noise_shape():
+    """0.6 ADU per photoelectron (EM gain 30, 50 e-/ADU): no sCMOS rule can tell; the
+    likelihoods of the two noise models can at a moderate background."""
+    m, cam = movie("simulation.camera.kind=emccd", "simulation.camera.em_gain=30", "simulation.camera.e_per_adu=50",
+                   "simulation.camera.baseline=500", "simulation.emitters.background=[50,50]", seed=11)
+    _, report = estimate_camera(m)
+    assert report["kind"] == "emccd", report["kind_reason"]
+    assert "log-likelihood" in report["kind_reason"]
+    assert report["adu_per_e"] == pytest.approx(0.6, rel=0.10)
+
+
+def test_an_undecidable_kind_is_said():
+    """An sCMOS at 1 e-/ADU on a bright background: its noise fits an EMCCD at a third of the
+    gain as well; the estimate says so and how to fix it, instead of a silent guess."""
+    m, cam = movie("simulation.camera.kind=scmos", "simulation.camera.e_per_adu=1", "simulation.camera.read_noise_e=1.5",
+                   "simulation.camera.baseline=100", "simulation.emitters.background=[200,200]", seed=5)
+    _, report = estimate_camera(m)
+    assert report["kind"] == "scmos"
+    assert "cannot tell" in report["kind_reason"] and "give the kind" in report["kind_reason"]
