@@ -150,6 +150,10 @@ def estimate_camera(
     baseline. The kind is told apart by the fourth cumulant (κ2κ4/κ3² is 4/3 for
     an EMCCD, 1 otherwise) where the background is dim enough for it to be
     measured, else by which reading of the movie is a physically possible camera.
+    The moments then start a likelihood fit of the whole distribution
+    (:mod:`.camera_likelihood`) as an EMCCD and as an sCMOS: their likelihoods decide
+    the kind where they differ clearly, and for an EMCCD the fit's gain, baseline and
+    read noise replace the moments' (which take read noise for shot noise).
 
     Molecules are masked before the moments are taken: frames are searched for spots
     at the PSF's scale and at 2.5 times it (the dim wings of bright molecules), in two
@@ -160,9 +164,11 @@ def estimate_camera(
     ``max_side``² crop are read. ``kind``, ``baseline``, ``em_gain`` and ``qe`` may be
     given; photons are photoelectrons / ``qe``.
 
-    Returns the camera and a report for the user: ``kind``, ``kind_reason``,
+    Returns the camera and a report for the user: ``kind``, ``kind_reason``, ``read_noise_adu``
+    (EMCCD, where the movie shows it, else 0),
     ``baseline`` and ``baseline_err``, ``adu_per_e`` and ``adu_per_e_err`` (1-σ,
-    jackknife over the frame groups), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
+    from the likelihood's curvature, or the jackknife over the frame groups where the
+    moments stand), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
     ``source``, ``n_pixels`` (background samples used) and ``background_fraction``.
     """
     import numpy as np
