@@ -69,3 +69,38 @@ def test_structured_emitters_lie_on_few_structures(structure):
     uniform = make(["simulation.emitters.density_per_um2=[1,1]"]).sample_emitters(1, 50)
     cells_u = torch.unique((torch.stack([uniform.x_px, uniform.y_px], 1).floor()[:, 0] * 64 + uniform.y_px.floor()).long()).numel()
     assert cells < 0.5 * cells_u
+
+
+def test_camera_jitter_trains_for_a_camera_a_little_wrong():
+    """Per sequence the frames are converted with a gain off by up to ±25 % and a baseline off
+    by up to ±5 ADU; the background and photon targets follow what the model is shown."""
+    flat = ["simulation.emitters.density_per_um2=[0, 0]", "simulation.emitters.background=[80, 80]",
+            "simulation.frame_size=[32, 32]"]
+    sim = make(flat + ["simulation.camera_jitter.gain=0.25", "simulation.camera_jitter.baseline_adu=5"])
+    b = sim.sample_batch(64, 1)
+    shown = b["frames"].mean((1, 2, 3))
+    target = b["background"].mean((1, 2))
+    assert torch.allclose(shown, target, rtol=0.02)  # targets in the photons shown
+    ratio = target / 80.0
+    assert ratio.min() < 0.85 and ratio.max() > 1.2 and ratio.min() > 1 / 1.25 - 0.05 and ratio.max() < 1 / 0.75 + 0.05
+    # photons of emitters are divided by the same scale
+    sim = make(["simulation.camera_jitter.gain=0.25", "simulation.emitters.photons=[2000, 2000]",
+                "simulation.emitters.mean_on_frames=100"], seed=1)
+    b = sim.sample_batch(32, 3)
+    ph = b["photons"][b["mask"]]
+    # (a blink's first and last frames get part of the flux, so only the top is bounded)
+    assert ph.max() <= 2000 / 0.75 + 1 and ph.max() > 2000 * 1.15 and ph[ph > 1600].std() > 100
+    # without jitter: no extra random draws, the same data as before
+    assert torch.equal(make(seed=3).sample_batch(4, 3)["frames"],
+                       make(["simulation.camera_jitter.gain=0"], seed=3).sample_batch(4, 3)["frames"])
+
+
+def test_scmos_share_has_poisson_noise():
+    """An EMCCD's background varies twice its mean (excess noise 2); sequences drawn through
+    the sCMOS of ``camera_jitter.scmos_fraction`` vary about as much as their mean."""
+    flat = ["simulation.emitters.density_per_um2=[0, 0]", "simulation.emitters.background=[80, 80]",
+            "simulation.frame_size=[32, 32]"]
+    em = make(flat).sample_batch(16, 1)["frames"]
+    sc = make(flat + ["simulation.camera_jitter.scmos_fraction=1"]).sample_batch(16, 1)["frames"]
+    assert em.var().item() / em.mean().item() == pytest.approx(2 / 0.9, rel=0.1)
+    assert sc.var().item() / sc.mean().item() == pytest.approx(1 / 0.9, rel=0.1)

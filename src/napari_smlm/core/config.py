@@ -23,6 +23,7 @@ __all__ = [
     "Config",
     "SimulationConfig",
     "CameraConfig",
+    "CameraJitterConfig",
     "PSFConfig",
     "AstigmatismConfig",
     "EmitterConfig",
@@ -126,10 +127,25 @@ class EmitterConfig:
 
 
 @dataclass
+class CameraJitterConfig:
+    """Training for a camera that is not quite the one given (estimated or typed a little
+    wrong). Per training sequence, the frames are turned back into photons with a gain off
+    by up to ±``gain`` (relative) and a baseline off by up to ±``baseline_adu``, and a
+    share ``scmos_fraction`` of the sequences is recorded by an sCMOS (0.5 e-/ADU, read
+    noise 1.5 e-, QE 0.9) instead of ``camera``. The targets (photons, background) are in
+    the photons the model is shown. All 0: the camera as given, and no random draws."""
+
+    gain: float = _f(0.0, min=0, max=0.9)
+    baseline_adu: float = _f(0.0, min=0)
+    scmos_fraction: float = _f(0.0, min=0, max=1)
+
+
+@dataclass
 class SimulationConfig:
     frame_size: list[int] = _f(factory=lambda: [64, 64])
     pixel_size_nm: float = _f(100.0, exclusive_min=0)
     camera: CameraConfig = field(default_factory=CameraConfig)
+    camera_jitter: CameraJitterConfig = field(default_factory=CameraJitterConfig)
     psf: PSFConfig = field(default_factory=PSFConfig)
     emitters: EmitterConfig = field(default_factory=EmitterConfig)
 

@@ -232,14 +232,38 @@ class Simulator:
         table = self.sample_emitters(batch_size, frame_window, density_per_um2)
         bg = self.sample_background(batch_size)
         expected = self.render(table, batch_size, frame_window) + bg.unsqueeze(1)
-        frames = self.camera.to_photons(self.camera.forward(expected, self.generator))
+        frames, scale, offset = self._camera_photons(expected)
         centre = table.select(table.frame == frame_window // 2)
+        photons = centre.photons
+        if scale is not None:  # the targets in the photons the model is shown
+            photons = photons / scale[centre.seq]
+            bg = ((bg + offset.view(-1, 1, 1)) / scale.view(-1, 1, 1)).clamp_min(0)
         padded, mask = pad_per_frame(
             centre.seq,
             batch_size,
-            {"x_px": centre.x_px, "y_px": centre.y_px, "z_nm": centre.z_nm, "photons": centre.photons},
+            {"x_px": centre.x_px, "y_px": centre.y_px, "z_nm": centre.z_nm, "photons": photons},
         )
         return {"frames": frames, "background": bg, "mask": mask, **padded}
+
+    def _camera_photons(self, expected: torch.Tensor):
+        """Camera noise applied and inverted: (frames in photons, scale, offset), where a
+        sequence's frames are (true photons + offset) / scale under ``camera_jitter``
+        (scale and offset are None without it)."""
+        jit = self.cfg.camera_jitter
+        frames = self.camera.to_photons(self.camera.forward(expected, self.generator))
+        if not (jit.gain or jit.baseline_adu or jit.scmos_fraction):
+            return frames, None, None
+        n = expected.shape[0]
+        photons_per_adu = torch.full((n,), self.camera.e_per_adu / (self.camera.em_gain * self.camera.qe),
+                                     device=self.device)
+        if jit.scmos_fraction:
+            scmos = Camera(baseline=100.0, e_per_adu=0.5, em_gain=1.0, qe=0.9, read_noise_e=1.5, kind="scmos")
+            use = torch.rand(n, generator=self.generator, device=self.device) < jit.scmos_fraction
+            frames = torch.where(use.view(-1, 1, 1, 1), scmos.to_photons(scmos.forward(expected, self.generator)), frames)
+            photons_per_adu = torch.where(use, torch.full_like(photons_per_adu, 0.5 / 0.9), photons_per_adu)
+        scale = self._uniform((n,), 1.0 - jit.gain, 1.0 + jit.gain)
+        offset = -self._uniform((n,), -jit.baseline_adu, jit.baseline_adu) * photons_per_adu
+        return (frames + offset.view(-1, 1, 1, 1)) / scale.view(-1, 1, 1, 1), scale, offset
 
     def simulate_movie(
         self, n_frames: int, chunk_frames: int = 256
