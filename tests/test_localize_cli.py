@@ -33,6 +33,22 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     assert (tmp_path / "l.yaml").is_file()
 
 
+def test_localize_merges_repeated_localizations(movie, tmp_path):
+    """--merge: a molecule on in consecutive frames (the simulation's mean on-time is 1.5
+    frames) is written once, with n_frames and its photons summed."""
+    cam = ["--baseline", 100, "--e-per-adu", 45, "--em-gain", 100, "--qe", 0.9]
+    run_cli("localize", movie / "movie.tif", "--out", tmp_path / "all.csv", *cam)
+    out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "merged.csv", "--merge", *cam).stdout
+    every, merged = read_table(tmp_path / "all.csv"), read_table(tmp_path / "merged.csv")
+    assert "merged them into" in out and f"localized {len(every['x'])} molecules" in out
+    assert len(merged["x"]) < 0.9 * len(every["x"])
+    assert merged["n_frames"].sum() == len(every["x"]) and merged["n_frames"].max() >= 2
+    assert merged["photons"].sum() == pytest.approx(every["photons"].sum(), rel=1e-3)
+    bad = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "x.csv", "--merge", "--merge-gap", -1, *cam,
+                  check=False)
+    assert bad.returncode != 0 and "--merge-gap" in bad.stderr and not (tmp_path / "x.csv").exists()
+
+
 @pytest.mark.parametrize("model", ["default", "fast"])
 def test_a_2d_model_reports_the_focal_plane(movie, tmp_path, model):
     """A 2D model's z head is noise (it only saw z = 0): z is 0 and has no uncertainty,

@@ -389,3 +389,30 @@ def test_drift_from_fiducials_picked_by_hand(make_napari_viewer, qtbot, messages
     click(w.correct_button)
     wait_idle(qtbot, w)
     assert messages["error"] and "no marker near the picked positions" in messages["error"][-1]
+
+
+def test_localize_merge_checkbox(make_napari_viewer, qtbot, messages, tmp_path):
+    """Issue 14: merging is a checkbox of Localize: a second layer with one point per molecule
+    on in consecutive frames, following the sliders, and what Export writes while ticked."""
+    from napari_smlm.core.io import read_table
+
+    viewer = make_napari_viewer()
+    add_sample(viewer, frames=40)
+    w = open_widget(viewer, "Localize")
+    assert not w.merge.value  # off by default
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    shown = int(np.asarray(w.layer.shown).sum())
+    w.merge.value = True
+    merged = w.merged_layer
+    assert merged is not None and merged in viewer.layers and merged.name.endswith("merged")
+    n = len(merged.data)
+    assert 0 < n < 0.9 * shown and int(merged.features["n_frames"].sum()) == shown
+    assert f"merged into {n:,}" in w.summary.value
+    w.threshold.value = 0.9  # the sliders re-merge what they show
+    assert w.merged_layer is not None and len(w.merged_layer.data) < n
+    path = w.export(tmp_path / "merged.csv")
+    assert path is not None and len(read_table(path)["x"]) == len(w.merged_layer.data)
+    w.merge.value = False
+    assert w.merged_layer is None and not any(layer.name.endswith("merged") for layer in viewer.layers)
+    assert not messages["error"], messages["error"]

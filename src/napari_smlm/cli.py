@@ -234,6 +234,8 @@ def cmd_localize(args) -> int:
     batch = args.batch_size if args.batch_size == "auto" else _positive_int(args.batch_size, "--batch-size")
     pixel_size = _number(args.pixel_size, "--pixel-size")
     threshold = _number(args.threshold, "--threshold", high=1.0)
+    if args.merge_gap < 0:
+        raise ValueError(f"--merge-gap: expected 0 or more frames, got {args.merge_gap}")
     nms_radius = _number(args.nms_radius_nm, "--nms-radius-nm", low_ok=True)
     max_memory = _number(args.max_memory_gb, "--max-memory-gb")
     camera = _camera_from_args(args)
@@ -271,16 +273,24 @@ def cmd_localize(args) -> int:
     print()
     table = result.table()
     result.candidates = {}  # the command writes only what passes the threshold: free the rest
+    n_localized = len(table["frame"])
+    if args.merge:
+        from .core.analysis.merge import merge_localizations
+
+        table = merge_localizations(table, max_gap=args.merge_gap)
     tic = time.time()
     write_table(table, out, pixel_size_nm=result.pixel_size_nm, movie_shape=result.movie_shape)
     result.timings["write"] = time.time() - tic
     n_frames = (frame_range[1] - frame_range[0]) if frame_range else result.movie_shape[0]
     total = time.time() - t_start
     t = result.timings
-    print(f"localized {len(table['frame'])} molecules in {n_frames} frames ({len(table['frame']) / n_frames:.2f} per frame) "
+    print(f"localized {n_localized} molecules in {n_frames} frames ({n_localized / n_frames:.2f} per frame) "
           f"at threshold {result.threshold:g}; {n_frames / total:.0f} frames/s "
           f"(read {t.get('read', 0):.1f} s, network {t.get('network', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s, "
           f"write {t['write']:.1f} s, batch size {t.get('batch_size')})")
+    if args.merge:
+        print(f"merged them into {len(table['frame'])} localizations "
+              f"({n_localized / max(len(table['frame']), 1):.2f} frames per molecule, gap {args.merge_gap})")
     if movie.truncated:
         print(f"note: {movie.truncated}")
     print(f"wrote {out}" + (f" and {out.with_suffix('.yaml')}" if out.suffix.lower() != ".csv" else ""))
@@ -544,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-truncated", action="store_true", help="localize the complete frames of a truncated TIFF "
                    "(without it, a truncated file is an error naming its last readable frame)")
     p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")
+    p.add_argument("--merge", action="store_true",
+                   help="merge a molecule's localizations in consecutive frames into one (photons summed, position "
+                        "uncertainty-weighted; as `napari-smlm merge`), adding an n_frames column")
+    p.add_argument("--merge-gap", type=int, default=1,
+                   help="with --merge: frames a molecule may be missed in between (default 1)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"),
                    help="network arithmetic: auto (fp16 on CUDA; bf16 on CPUs with AVX-512 BF16 or AMX, else fp32), "

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-from magicgui.widgets import (ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar,
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlider, FloatSpinBox, Label, ProgressBar,
                               PushButton, SpinBox)
 from napari.viewer import Viewer
 
@@ -93,6 +93,10 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.min_photons = FloatSpinBox(label="photons ≥", value=0.0, min=0, max=1e7, step=100)
         self.max_uncertainty = FloatSpinBox(label="σ ≤ [nm]", value=0.0, min=0, max=1e4, step=5,
                                             tooltip="largest predicted lateral uncertainty; 0: off")
+        self.merge = CheckBox(text="merge repeated localizations", value=False,
+                              tooltip="one molecule on in consecutive frames (at most 1 frame missed) becomes one "
+                                      "localization: photons summed, position uncertainty-weighted; shown as a second "
+                                      "layer, which Export then writes")
         self._three_d = False  # the result has z: "z" is a colour choice
         self.color_by = ComboBox(label="colour by", choices=self._color_choices, value="prob",
                                  tooltip="the points' colour: probability, photons, or z (3D models)")
@@ -106,13 +110,14 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.extend([
             self.image, self.model, self.checkpoint, camera_row, self.baseline, self.e_per_adu, self.em_gain, self.qe,
             self.pixel_size, self.device, self.first_frame, self.last_frame, buttons,
-            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.color_by, tools,
+            self.progress, self.threshold, self.min_photons, self.max_uncertainty, self.merge, self.color_by, tools,
         ])
         self._full_width(self.camera_info, after=self.qe)
         self._full_width(self.summary)
         self.task: Optional[Task] = None
         self.result = None
         self.layer = None
+        self.merged_layer = None
         self.camera_report: Optional[dict] = None
         self._run_info = ""
         self._cancel = threading.Event()
@@ -126,7 +131,7 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.threshold.changed.connect(self._threshold_changed)
-        for w in (self.min_photons, self.max_uncertainty):
+        for w in (self.min_photons, self.max_uncertainty, self.merge):
             w.changed.connect(self.refilter)
         self.color_by.changed.connect(self._recolor)
         self.scale_maps_button.changed.connect(self.show_scale_maps)
@@ -356,8 +361,42 @@ class LocalizeWidget(MovieFields, DockForm, Container):
             return
         keep = self.shown_mask()
         self.layer.shown = keep
-        self.summary.value = (f"{plural(int(keep.sum()), 'molecule')} shown (of {len(keep):,} candidates) in "
-                              + self._run_info)
+        merged = self._update_merged()
+        self.summary.value = (f"{plural(int(keep.sum()), 'molecule')} shown (of {len(keep):,} candidates"
+                              + (f"; merged into {merged:,}" if merged is not None else "") + ") in " + self._run_info)
+
+    def _update_merged(self) -> Optional[int]:
+        """The merged layer of the points shown, when "merge" is ticked (else removed): the
+        number of merged localizations, or None."""
+        from ..core.analysis.merge import merge_localizations
+
+        if self.merged_layer is not None and self.merged_layer in self.viewer.layers:
+            self.viewer.layers.remove(self.merged_layer)
+        self.merged_layer = None
+        if not self.merge.value:
+            return None
+        px = float(self.layer.metadata.get("pixel_size_nm", self.pixel_size.value))
+        merged = merge_localizations(self._shown_table(self.layer), max_gap=1)
+        data, features = table_to_points(merged, px)
+        if self.layer.data.shape[1] == 2:
+            data = data[:, 1:]
+        self.merged_layer = self.viewer.add_points(
+            data, features=features, name=f"{self.layer.name} merged", size=1.2, border_width=0,
+            out_of_slice_display=False, scale=self.layer.scale, translate=self.layer.translate,
+            axis_labels=self.layer.axis_labels, metadata=dict(self.layer.metadata),
+            **color_kwargs(features, self.color_by.value),
+        )
+        return len(merged["x"])
+
+    def _shown_table(self, layer) -> dict:
+        """The points ``layer`` shows, as a localization table (nm)."""
+        shown = np.asarray(layer.shown, bool)
+        data = np.asarray(layer.data, float)[shown]
+        features = {k: np.asarray(v)[shown] for k, v in layer.features.items()}
+        if data.shape[1] == 2:  # a single-frame movie: the frame lives in the features
+            frame = features.get("frame", np.zeros(len(data)))
+            data = np.concatenate([np.asarray(frame, float)[:, None], data], 1)
+        return points_to_table(data, features, float(layer.metadata.get("pixel_size_nm", self.pixel_size.value)))
 
     def _color_choices(self, _widget=None) -> list[str]:
         return ["prob", "photons", "z"] if self._three_d else ["prob", "photons"]
@@ -365,8 +404,10 @@ class LocalizeWidget(MovieFields, DockForm, Container):
     def _recolor(self, value):
         if self._setting or value is None or self.layer is None or self.layer not in self.viewer.layers:
             return
-        for key, setting in color_kwargs(self.layer.features, value).items():
-            setattr(self.layer, key, setting)
+        for layer in (self.layer, self.merged_layer):
+            if layer is not None and layer in self.viewer.layers:
+                for key, setting in color_kwargs(layer.features, value).items():
+                    setattr(layer, key, setting)
 
     # ------------------------------------------------------------------ export
     def export(self, path=None) -> Optional[str]:
@@ -377,6 +418,8 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         if layer is None or layer not in self.viewer.layers:
             notify_error("export: localize a movie first")
             return None
+        if self.merge.value and self.merged_layer is not None and self.merged_layer in self.viewer.layers:
+            layer = self.merged_layer
         if path is None:
             from qtpy.QtWidgets import QFileDialog
 
@@ -389,14 +432,8 @@ class LocalizeWidget(MovieFields, DockForm, Container):
             path = path.with_suffix(".csv")
         try:
             shown = np.asarray(layer.shown, bool)
-            data = np.asarray(layer.data, float)[shown]
-            features = {k: np.asarray(v)[shown] for k, v in layer.features.items()}
-            if data.shape[1] == 2:  # a single-frame movie: the frame lives in the features
-                frame = features.get("frame", np.zeros(len(data)))
-                data = np.concatenate([np.asarray(frame, float)[:, None], data], 1)
             px = float(layer.metadata.get("pixel_size_nm", self.pixel_size.value))
-            table = points_to_table(data, features, px)
-            write_table(table, path, pixel_size_nm=px)
+            write_table(self._shown_table(layer), path, pixel_size_nm=px)
         except Exception as exc:  # noqa: BLE001 - shown to the user
             notify_error(f"export {path}: {user_message(exc)}")
             return None

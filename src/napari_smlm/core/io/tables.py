@@ -4,7 +4,8 @@ Picasso HDF5.
 In memory a table is a ``dict`` of 1-D numpy arrays with the canonical columns
 ``frame`` (0-based), ``x, y, z`` (nm), ``photons``, ``bg`` (photons per pixel),
 ``prob`` and, where known, ``sigma_x, sigma_y, sigma_z`` (nm) and
-``sigma_photons``. Frames are 1-based in CSV files (as ThunderSTORM).
+``sigma_photons``; merged tables add ``n_frames`` (the CSV's ``detections`` column,
+ThunderSTORM's name for it). Frames are 1-based in CSV files (as ThunderSTORM).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ CSV_COLUMNS = [
     ("uncertainty_z [nm]", "sigma_z"),
     ("prob", "prob"),
 ]
-EXTRA_CSV_COLUMNS = [("sigma_x [nm]", "sigma_x"), ("sigma_y [nm]", "sigma_y"), ("sigma_photons [photon]", "sigma_photons")]
+EXTRA_CSV_COLUMNS = [("sigma_x [nm]", "sigma_x"), ("sigma_y [nm]", "sigma_y"), ("sigma_photons [photon]", "sigma_photons"),
+                     ("detections", "n_frames")]  # merged tables: localizations merged into the row (ThunderSTORM's name)
 
 # Header aliases understood on reading, after normalising a header (lower case, quotes
 # dropped, brackets and separators as "_": "x [nm]", "x (nm)", "X_nm" -> "x_nm") -> column.
@@ -47,6 +49,7 @@ _ALIASES = {
     "uncertainty_xy_nm": "uncertainty_xy", "uncertainty_nm": "uncertainty_xy",
     "uncertainty_z_nm": "sigma_z", "prob": "prob", "probability": "prob",
     "sigma_x_nm": "sigma_x", "sigma_y_nm": "sigma_y", "sigma_photons_photon": "sigma_photons",
+    "detections": "n_frames", "n_frames": "n_frames",
 }
 # Coordinates: every usual spelling, with the factor to nm (None: pixels, needs the pixel size).
 _COORD_UNITS = {"nm": 1.0, "nano": 1.0, "nanometer": 1.0, "nanometers": 1.0, "nanometre": 1.0, "nanometres": 1.0,
@@ -93,7 +96,7 @@ def write_localizations_csv(table: dict[str, np.ndarray], path: Union[str, Path]
     sources += [(header, lambda a, b, key=key: np.asarray(table[key][a:b], float))
                 for header, key in EXTRA_CSV_COLUMNS if key in table]
     headers = [h for h, _ in sources]
-    fmt = ["%d" if h in ("id", "frame") else "%.6g" for h in headers]
+    fmt = ["%d" if h in ("id", "frame", "detections") else "%.6g" for h in headers]
 
     def write(tmp: str) -> None:
         # numpy.savetxt formats a row per call (one C-level % per row), 4x faster than
@@ -105,7 +108,7 @@ def write_localizations_csv(table: dict[str, np.ndarray], path: Union[str, Path]
             for a in range(0, n, 100_000):
                 b = min(n, a + 100_000)
                 cols = [get(a, b) for _, get in sources]
-                block = np.column_stack([c if h in ("id", "frame") else np.where(np.isfinite(c), c, np.nan)
+                block = np.column_stack([c if h in ("id", "frame", "detections") else np.where(np.isfinite(c), c, np.nan)
                                          for h, c in zip(headers, cols)])
                 np.savetxt(fh, block, fmt=fmt, delimiter=",")
 
