@@ -111,8 +111,12 @@ def test_localize_camera_estimate_fills_the_manual_fields(make_napari_viewer, qt
     layer = viewer.add_image(movie, name="flat")
     w = open_widget(viewer, "Localize")
     assert w.image.value == layer and w.camera.value == "estimate from movie"
-    report = w.estimate_camera()
+    click(w.estimate_button)  # in a worker: the viewer stays responsive
+    assert w.task is not None and not w.run_button.enabled and not w.estimate_button.enabled
+    wait_idle(qtbot, w)
+    report = w.camera_report
     assert report is not None, messages["error"]
+    assert w.run_button.enabled and w.estimate_button.enabled
     assert w.camera.value == "manual" and not w.baseline.native.isHidden()
     # the fields hold what was estimated (accuracy of the estimate: test_camera_estimate.py)
     assert w.baseline.value == pytest.approx(report["baseline"], abs=1e-3)

@@ -232,6 +232,12 @@ def test_errors_appear_once_in_the_guis_words(make_napari_viewer, qtbot, message
     assert w.estimate_camera() is None
     assert messages["error"][n:] == ["camera estimation: the movie's background is too uniform; "
                                      "choose 'manual' and type the camera's values"]
+    n += 1
+    click(w.estimate_button)  # the button's worker: the same message, once
+    wait_idle(qtbot, w)
+    assert messages["error"][n:] == ["camera estimation: the movie's background is too uniform; "
+                                     "choose 'manual' and type the camera's values"]
+    assert w.run_button.enabled and w.estimate_button.enabled
     assert w.camera.value == "EMCCD preset"  # unchanged
     n += 1
     # a RuntimeError (how torch fails) in the worker: reported once, not swallowed by superqt

@@ -126,7 +126,7 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.model.changed.connect(self._model_changed)
         self.checkpoint.changed.connect(lambda *_: self._model_changed())
         self.camera.changed.connect(self._camera_changed)
-        self.estimate_button.changed.connect(self.estimate_camera)
+        self.estimate_button.changed.connect(self.start_estimate)
         self.image.changed.connect(self._image_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -209,19 +209,57 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         return str(path)
 
     def estimate_camera(self, *_) -> Optional[dict]:
-        """Estimate the camera from the movie and put it into the manual fields."""
+        """Estimate the camera from the movie and put it into the manual fields (here, not
+        in a worker: the Estimate button uses :meth:`start_estimate`)."""
         from ..core.camera import camera_for_movie
 
         try:
             layer = self.image.value
-            movie = movie_from_layer(layer)
-            camera, report = camera_for_movie(movie, file_metadata(layer))
+            camera, report = camera_for_movie(movie_from_layer(layer), file_metadata(layer))
         except Exception as exc:  # noqa: BLE001 - shown to the user
-            message = user_message(exc)
-            if not message.startswith("camera estimation"):
-                message = f"camera estimation: {message}"
-            notify_error(f"{message}; choose '{MANUAL}' and type the camera's values")
+            self._estimate_failed(exc)
             return None
+        return self._apply_estimate((camera, report))
+
+    def start_estimate(self, *_) -> None:
+        """The Estimate button: the estimate in a worker (a few seconds on a large movie,
+        which froze the viewer), then the manual fields filled with it."""
+        from ..core.camera import camera_for_movie
+
+        if self.task is not None:
+            return
+        try:
+            layer = self.image.value
+            movie = movie_from_layer(layer)
+            metadata = file_metadata(layer)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self._estimate_failed(exc)
+            return
+
+        def work():
+            return camera_for_movie(movie, metadata)
+            yield  # a generator worker, as Task wants
+
+        def finished():
+            self.task = None
+            self.run_button.enabled = self.estimate_button.enabled = True
+
+        self.task = Task(work, desc="napari-smlm: estimating the camera", on_return=self._apply_estimate,
+                         on_error=self._estimate_failed, on_finish=finished)
+        self.run_button.enabled = self.estimate_button.enabled = False
+        self.camera_info.value = "estimating the camera from the movie…"
+        self.camera_info.visible = True
+        self.task.start()
+
+    def _estimate_failed(self, exc) -> None:
+        message = user_message(exc)
+        if not message.startswith("camera estimation"):
+            message = f"camera estimation: {message}"
+        self.camera_info.value = f"failed: {message}"
+        notify_error(f"{message}; choose '{MANUAL}' and type the camera's values")
+
+    def _apply_estimate(self, estimate) -> dict:
+        camera, report = estimate
         self.camera_report = dict(report)
         self.camera.value = MANUAL
         self.baseline.value = float(camera.baseline)
