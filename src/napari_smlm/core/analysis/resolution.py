@@ -18,50 +18,76 @@ import numpy as np
 __all__ = ["frc", "nena"]
 
 
-def frc(table: dict, pixel_nm: float = 5.0, block_frames: int = 50, seed: int = 0, threshold: float = 1 / 7) -> dict:
+def frc(table: dict, pixel_nm: float = 5.0, block_frames: int = 50, seed: int = 0, threshold: float = 1 / 7,
+        repeats: int = 4) -> dict:
     """FRC curve and resolution. Returns ``frequency`` (1/nm), ``frc``, ``resolution_nm``
     and ``threshold``; where the curve never drops below the threshold, the resolution
     is finer than two render pixels: ``resolution_nm`` is NaN and ``below_nyquist``
-    True (render finer)."""
+    True (render finer).
+
+    The curve is the mean over ``repeats`` random splits into halves (by blocks of
+    ``block_frames`` frames), smoothed over about 1 % of the rings; the resolution is
+    where it drops below the threshold and stays below for about 2 % of the rings.
+    One split and a 5-ring smoothing, as before, were at the mercy of noise where the
+    curve runs flat along the threshold (14.6 or 16.3 nm for two tables whose drift
+    differed by 1 nm r.m.s.), and of a structure's own dips: rings of 110 nm, whose
+    Fourier transform has a zero near 1/140 nm, gave 145 nm on five splits of six.
+    """
     frame = np.asarray(table["frame"]).astype(int)
     x, y = np.asarray(table["x"], float), np.asarray(table["y"], float)
     ok = np.isfinite(x) & np.isfinite(y)
     frame, x, y = frame[ok], x[ok], y[ok]
     if len(x) < 100:
         raise ValueError(f"resolution: {len(x)} localizations are too few for an FRC")
+    if repeats < 1:
+        raise ValueError(f"resolution: repeats must be 1 or more, got {repeats}")
     rng = np.random.default_rng(seed)
     blocks = frame // max(int(block_frames), 1)
-    half = rng.integers(0, 2, blocks.max() + 1)[blocks].astype(bool)
     x0, y0 = x.min(), y.min()
     size = int(np.ceil(max(x.max() - x0, y.max() - y0) / pixel_nm)) + 1
-    from scipy.fft import next_fast_len
+    from scipy.fft import next_fast_len, rfft2
 
     size = next_fast_len(size)
     rng_nm = ((0, size * pixel_nm), (0, size * pixel_nm))
-    a, _, _ = np.histogram2d(y[half] - y0, x[half] - x0, bins=size, range=rng_nm)
-    b, _, _ = np.histogram2d(y[~half] - y0, x[~half] - x0, bins=size, range=rng_nm)
     # A Tukey window keeps the image's edges out of the high frequencies.
     win = np.outer(*(2 * [_tukey(size)]))
-    fa, fb = np.fft.fftshift(np.fft.fft2(a * win)), np.fft.fftshift(np.fft.fft2(b * win))
-    yy, xx = np.indices((size, size)) - size // 2
-    ring = np.hypot(yy, xx).astype(int).ravel()
+    # rings of the half-spectrum of a real image (rfft2: the other half is its mirror)
+    fy = np.fft.fftfreq(size) * size
+    fx = np.arange(size // 2 + 1)
+    ring = np.hypot(fy[:, None], fx[None, :]).astype(int).ravel()
+    weight = np.where(fx == 0, 1.0, 2.0)[None, :].repeat(size, 0).ravel()  # columns counted twice in the full plane
     n_rings = size // 2
-    num = np.bincount(ring, (fa * fb.conj()).real.ravel(), n_rings + 1)[:n_rings]
-    da = np.bincount(ring, (np.abs(fa) ** 2).ravel(), n_rings + 1)[:n_rings]
-    db = np.bincount(ring, (np.abs(fb) ** 2).ravel(), n_rings + 1)[:n_rings]
-    curve = num / np.sqrt(np.maximum(da * db, 1e-30))
+    curves = []
+    for _ in range(repeats):
+        half = rng.integers(0, 2, blocks.max() + 1)[blocks].astype(bool)
+        a, _, _ = np.histogram2d(y[half] - y0, x[half] - x0, bins=size, range=rng_nm)
+        b, _, _ = np.histogram2d(y[~half] - y0, x[~half] - x0, bins=size, range=rng_nm)
+        fa, fb = rfft2(a * win), rfft2(b * win)
+        num = np.bincount(ring, weight * (fa * fb.conj()).real.ravel(), n_rings + 1)[:n_rings]
+        da = np.bincount(ring, weight * (np.abs(fa) ** 2).ravel(), n_rings + 1)[:n_rings]
+        db = np.bincount(ring, weight * (np.abs(fb) ** 2).ravel(), n_rings + 1)[:n_rings]
+        curves.append(num / np.sqrt(np.maximum(da * db, 1e-30)))
+    curve = np.mean(curves, 0)
     freq = np.arange(n_rings) / (size * pixel_nm)
-    smooth = np.convolve(curve, np.ones(5) / 5, mode="same")  # the curve is noisy ring to ring
-    below = np.nonzero((smooth < threshold) & (np.arange(n_rings) > 2))[0]
-    if len(below) == 0:
+    width = max(5, n_rings // 100) | 1  # odd
+    smooth = np.convolve(np.pad(curve, width // 2, mode="edge"), np.ones(width) / width, mode="valid")
+    run = max(3, n_rings // 50)
+    below = smooth < threshold
+    # the first ring from which the curve stays below the threshold for `run` rings (or to the end)
+    counts = np.concatenate([[0], np.cumsum(below)])
+    start = np.arange(n_rings)
+    end = np.minimum(start + run, n_rings)
+    stays = counts[end] - counts[start] == end - start
+    cand = np.nonzero(stays & (np.arange(n_rings) > 2))[0]
+    if len(cand) == 0:
         res = float("nan")  # better than the render's Nyquist limit (2 pixels): see ``below_nyquist``
     else:
-        k = int(below[0])
+        k = int(cand[0])
         # linear interpolation of the crossing between ring k-1 and k
         f = freq[k - 1] + (smooth[k - 1] - threshold) / max(smooth[k - 1] - smooth[k], 1e-12) * (freq[k] - freq[k - 1])
         res = float(1.0 / f) if f > 0 else float("nan")
     return {"frequency": freq, "frc": smooth, "resolution_nm": res, "threshold": threshold,
-            "below_nyquist": bool(len(below) == 0), "pixel_nm": float(pixel_nm)}
+            "below_nyquist": bool(len(cand) == 0), "pixel_nm": float(pixel_nm)}
 
 
 def nena(table: dict, max_distance_nm: float = 150.0) -> dict:
