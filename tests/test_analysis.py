@@ -171,3 +171,15 @@ def test_z_drift_of_3d_localizations(method):
     # 2D tables (z all 0) get no z drift; z can be switched off.
     assert "z" not in estimate_drift({**table, "z": np.zeros(len(table["x"]))}, method)
     assert "z" not in estimate_drift(table, method, z=False)
+
+
+def test_drift_continues_beyond_the_first_and_last_segment_centre():
+    """A steady drift goes on before the first segment's centre and after the last one
+    (held constant there, the first and last half-segment were left uncorrected)."""
+    from napari_smlm.core.analysis.drift import _per_frame
+
+    centres = np.arange(50, 1000, 100).astype(float)
+    d = np.stack([0.2 * centres, -0.1 * centres], 1)
+    out = _per_frame(0, 999, centres, d, "rcc", {})
+    assert np.allclose(out["x"], 0.2 * out["frame"], atol=1e-6)
+    assert np.allclose(out["y"], -0.1 * out["frame"], atol=1e-6)
