@@ -1,8 +1,8 @@
 """Camera estimation from the movie alone, over a grid of cameras, beside the true camera.
 
-    python benchmarks/camera_estimate.py [--frames 200] [--quick] [--no-jaccard] [--json OUT]
+    python benchmarks/camera_estimate.py [--frames 200] [--size 64] [--quick] [--no-jaccard] [--json OUT]
 
-Each row is a simulated movie (64x64 px of 100 nm, 0.5 molecules/µm², 1,000-5,000
+Each row is a simulated movie (64x64 px of 100 nm by default, 0.5 molecules/µm², 1,000-5,000
 photons, uniform background, blinking) from one camera of the grid: EMCCD with EM gain
 30-300, 5-50 e-/ADU and baseline 0-500 ADU, sCMOS with 0.3-3 e-/ADU, at backgrounds of
 10-200 photons/px. The estimate (kind, baseline, ADU per photoelectron) comes from
@@ -42,12 +42,14 @@ def grid(quick: bool):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--frames", type=int, default=200)
+    ap.add_argument("--size", type=int, default=64, help="frame side in pixels (default 64)")
     ap.add_argument("--quick", action="store_true", help="three rows (the test suite's smoke run)")
     ap.add_argument("--no-jaccard", action="store_true", help="estimates only, no localization")
     ap.add_argument("--json")
     args = ap.parse_args()
     lm = None if args.no_jaccard else LocalizationModel.load("default")
-    print(f"# camera estimation from the movie — {time.strftime('%Y-%m-%d')}, {args.frames} frames of 64x64 per movie\n")
+    print(f"# camera estimation from the movie — {time.strftime('%Y-%m-%d')}, {args.frames} frames of "
+          f"{args.size}x{args.size} per movie\n")
     print("| kind | EM gain | e-/ADU | baseline | bg ph/px | est. kind | ADU/e⁻ true | ADU/e⁻ est. (err %) | baseline est. (err ADU) "
           "| Jaccard true cam. | Jaccard est. cam. | s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -55,7 +57,7 @@ def main() -> None:
     for i, (kind, gain, epa, base, bg) in enumerate(grid(args.quick)):
         over = [f"simulation.camera.kind={kind}", f"simulation.camera.e_per_adu={epa}", f"simulation.camera.baseline={base}",
                 f"simulation.camera.em_gain={gain}"] + (["simulation.camera.read_noise_e=1.5"] if kind == "scmos" else [])
-        movie, gt, cam = test_movie(0.5, args.frames, seed=300 + i, background=bg, overrides=over)
+        movie, gt, cam = test_movie(0.5, args.frames, seed=300 + i, background=bg, overrides=over, size=args.size)
         true_k = cam.em_gain / cam.e_per_adu if kind == "emccd" else 1.0 / cam.e_per_adu
         t0 = time.perf_counter()
         try:
