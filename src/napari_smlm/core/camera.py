@@ -331,15 +331,12 @@ def _likelihood_fit(adu, kind, total, solve):
 
     from .camera_likelihood import fit_background_noise
 
-    gain0, b0 = solve(total, kind)
+    gain0, _ = solve(total, kind)
     var = float(np.var(adu))
     if not (np.isfinite(gain0) and gain0 > 0):
         gain0 = np.sqrt(var) / 5.0 or 1.0  # anything positive: the search does the rest
-    shape = 2.0 if kind == "emccd" else 1.0
-    lam0 = var / (shape * gain0 ** 2)
-    if not np.isfinite(b0):
-        b0 = float(np.mean(adu)) - lam0 * gain0
-    return fit_background_noise(adu, kind, float(gain0), float(lam0), float(b0))
+    lam0 = var / ((2.0 if kind == "emccd" else 1.0) * gain0 ** 2)
+    return fit_background_noise(adu, kind, float(gain0), float(lam0))
 
 
 def camera_from_metadata(metadata: Optional[dict]) -> Optional["Camera"]:

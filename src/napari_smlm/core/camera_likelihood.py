@@ -3,16 +3,16 @@
 A background pixel away from molecules holds ``b + Z + ε`` ADU: ``Z`` the photoelectrons'
 signal — N ~ Poisson(λ) photoelectrons, each worth ``g`` ADU on an sCMOS or CCD, or
 multiplied by the EM register into Gamma(N, g) on an EMCCD — and ``ε`` Gaussian read
-noise (s ADU r.m.s., with the rounding to whole ADU as a variance of 1/12). For an EMCCD
-the density of ``Z`` has a closed form (Basden et al. 2003, the EM register's output):
+noise (s ADU r.m.s.), rounded to whole ADU. For an EMCCD the density of ``Z`` has a closed
+form (Basden et al. 2003, the EM register's output):
 
     p(z) = exp(-λ - z/g) · sqrt(λ / (g z)) · I1(2 sqrt(λ z / g))   for z > 0,  P(z = 0) = exp(-λ),
 
 and for an sCMOS it is a lattice of Poisson weights at z = g·n. Either is put on a grid and
-convolved with the Gaussian (scipy: there is no closed form for the convolution), and the
-deviations of the background pixels from their local level are fitted as
-``μ - λg + Z + ε`` (μ: how far the local level, which the masking and the molecules' wings
-can bias a little, is from the mean).
+convolved with the Gaussian (scipy: there is no closed form for the convolution); its
+cumulative distribution at the edges of whole-ADU bins gives each bin's probability, and
+the background pixels' values (from one background level: ``estimate_camera`` picks them)
+are fitted by maximum likelihood for gain, λ, baseline and, for an EMCCD, read noise.
 
 Why a likelihood where the moments (``estimate_camera``'s first guess) are simple: the
 moments cannot tell read noise from shot noise (κ2 holds both), so a dim EMCCD at a low
@@ -49,7 +49,7 @@ class NoiseFit:
     """A fitted background: ``gain`` ADU per photoelectron, ``lam`` photoelectrons per
     pixel, ``baseline`` (ADU), ``read_adu`` the Gaussian read noise's r.m.s. (ADU; 0 where it
     was not fitted), ``nll`` the negative log-likelihood at the optimum, ``cov`` the
-    covariance of (log g, log λ, baseline) from the curvature of the likelihood, and
+    covariance of (gain, baseline) from the curvature of the likelihood, and
     ``read_free`` whether the read noise was fitted."""
 
     kind: str
@@ -139,13 +139,14 @@ def _nll(kind: str, g: float, lam: float, b: float, s: float, hist: _Histogram) 
     return float(total)
 
 
-def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float, baseline0: float,
+def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
                          read_e_scmos: float = 1.5, censor: float = CENSOR,
                          read_noise_lr: float = 5.0) -> Optional[NoiseFit]:
     """Fit background pixels' values ``adu`` (whole ADU, away from molecules, from one
     background level) as ``kind``: ADU = round(baseline + Z + ε).
 
-    ``gain0``, ``lam0`` and ``baseline0`` (from the moments) start the search. sCMOS: read
+    ``gain0`` and ``lam0`` (from the moments) start the search, with the values' mean
+    and variance. sCMOS: read
     noise fixed at ``read_e_scmos`` e⁻ (it is not identifiable beside shot noise). EMCCD:
     fitted without read noise and with it, and the read noise is kept only where it improves
     the log-likelihood by more than ``read_noise_lr`` (on bright backgrounds it cannot be
@@ -154,7 +155,7 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float, 
     from scipy import optimize
 
     adu = np.asarray(adu, np.float64)
-    if adu.size < 1000 or not all(np.isfinite([gain0, lam0, baseline0])) or gain0 <= 0 or lam0 <= 0:
+    if adu.size < 1000 or not all(np.isfinite([gain0, lam0])) or gain0 <= 0 or lam0 <= 0:
         return None
     hist = _Histogram(adu, censor)
     mean, sd = float(adu.mean()), float(np.std(adu)) or 1.0
