@@ -141,11 +141,15 @@ def apply_drift(table: dict, drift: dict, undo: bool = False) -> dict:
 
 
 # ---------------------------------------------------------------------------- RCC
-def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: float = 20.0, blur_nm: float = 20.0,
-              max_drift_nm: float = 1000.0, residual_nm: Optional[float] = None) -> dict:
+def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: Optional[float] = None,
+              blur_nm: Optional[float] = None, max_drift_nm: float = 1000.0, residual_nm: Optional[float] = None) -> dict:
     """Redundant cross-correlation. ``segment_frames`` defaults to the shortest segment
     with 2,000 localizations, at least 100 frames and at most 100 segments; ``pixel_nm``
-    is the render's pixel. Segments are correlated with every other one up to 30
+    is the render's pixel (default 15 nm, coarser where the field would need more than
+    4,096 pixels a side) and ``blur_nm`` its Gaussian blur (default: one pixel). 15 nm
+    against the 20 nm used before: residual drift 1.32 -> 0.99 nm on the benchmark's
+    5,000-frame rings (FRC +10 % -> +5 % of drift-free), 1.78 -> 1.29 nm on 20,000 frames,
+    filaments unchanged, about twice the time (2-15 s there). Segments are correlated with every other one up to 30
     segments, beyond that with their neighbours within a window that keeps about 1,000
     pairs (a long acquisition then gets short segments, which follow fast drift,
     without a quadratic number of correlations). Pairs whose shift disagrees with the
@@ -162,6 +166,10 @@ def drift_rcc(table: dict, segment_frames: Optional[int] = None, pixel_nm: float
     if n_frames < seg:
         raise ValueError(f"drift (rcc): {n_frames} frames make fewer than 2 segments of {seg} frames; use a smaller --segment-frames")
     which = np.minimum((frame - f0) // seg, n_seg - 1)
+    extent = max(x.max() - x.min(), y.max() - y.min()) + 2 * max_drift_nm
+    if pixel_nm is None:
+        pixel_nm = max(15.0, extent / 4000.0)
+    blur_nm = pixel_nm if blur_nm is None else blur_nm
     residual_nm = 2 * pixel_nm if residual_nm is None else residual_nm
     # One render grid for all segments, with room for the drift.
     x0, y0 = x.min() - max_drift_nm, y.min() - max_drift_nm
