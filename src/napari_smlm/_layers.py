@@ -11,7 +11,8 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["table_to_points", "points_to_table", "render_layer_kwargs", "color_kwargs", "z_varies", "POINT_COLUMNS"]
+__all__ = ["table_to_points", "points_to_table", "layer_table", "render_layer_kwargs", "color_kwargs", "z_varies",
+           "POINT_COLUMNS"]
 
 POINT_COLUMNS = ("frame", "x", "y", "z", "photons", "bg", "prob", "sigma_x", "sigma_y", "sigma_z", "sigma_photons")
 
@@ -43,6 +44,20 @@ def points_to_table(data: np.ndarray, features: Optional[dict], pixel_size_nm: f
     for k, default in (("z", 0.0), ("photons", np.nan), ("bg", np.nan), ("prob", 1.0)):
         table.setdefault(k, np.full(n, default))
     return table
+
+
+def layer_table(layer, pixel_size_nm: float, shown_only: bool = True) -> dict[str, np.ndarray]:
+    """The points of a Points layer — those it shows, unless ``shown_only`` is False — as a
+    localization table (nm), where they now are; a 2D layer's frame comes from its
+    ``frame`` feature where it has one (a single-frame movie's localizations)."""
+    data = np.asarray(layer.data, float)
+    features = {k: np.asarray(v) for k, v in layer.features.items()}
+    if shown_only:
+        keep = np.asarray(layer.shown, bool)
+        data, features = data[keep], {k: v[keep] for k, v in features.items()}
+    if data.ndim == 2 and data.shape[1] == 2 and "frame" in features:
+        data = np.concatenate([np.asarray(features["frame"], float)[:, None], data], 1)
+    return points_to_table(data, features, pixel_size_nm)
 
 
 def z_varies(features: Optional[dict], min_span_nm: float = 1.0) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, Label, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from .._layers import points_to_table, table_to_points
+from .._layers import layer_table, table_to_points
 from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, LocalizationsField, notify_error,
                       plural, style_figure, user_message, wrap_label)
 
@@ -72,14 +72,10 @@ class DriftWidget(LocalizationsField, DockForm, Container):
             raise ValueError("choose a Points layer of localizations (run Localize, or open a .csv / .h5)")
         px = float(layer.metadata.get("pixel_size_nm", 100.0))
         data = np.asarray(layer.data)
-        features = {k: np.asarray(v) for k, v in layer.features.items()}
-        if shown_only:
-            keep = np.asarray(layer.shown, bool)
-            data, features = data[keep], {k: v[keep] for k, v in features.items()}
         if data.ndim != 2 or data.shape[1] != 3:
             raise ValueError(f"layer '{layer.name}': drift needs points in frames (frame, y, x); this layer has "
                              f"{data.shape[-1]} coordinates")
-        return layer, px, points_to_table(data, features, px)
+        return layer, px, layer_table(layer, px, shown_only)
 
     def _draw(self, drift: Optional[dict]):
         ax = self.ax

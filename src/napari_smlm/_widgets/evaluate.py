@@ -4,7 +4,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FileEdit, FloatSpinBox, Label, PushButton
 from napari.viewer import Viewer
 
-from .._layers import points_to_table, table_to_points
+from .._layers import layer_table, table_to_points
 from ._common import (DockForm, add_plot, connect_layer_updates, existing_file, file_value, layer_choices, layers_of,
                       notify_error, style_figure)
 
@@ -80,9 +80,7 @@ class EvaluateWidget(DockForm, Container):
         if choice is None:
             raise ValueError(f"{role}: choose a Points layer or a file")
         px = float(choice.metadata.get("pixel_size_nm", self.pixel_size.value))
-        shown = np.asarray(choice.shown, bool)
-        features = {k: np.asarray(v)[shown] for k, v in choice.features.items()}
-        return points_to_table(choice.data[shown], features, px), choice
+        return layer_table(choice, px), choice
 
     def run(self, *_):
         from ..core.evaluation import evaluate, precision_recall_curve

@@ -14,7 +14,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSlid
                               PushButton, SpinBox)
 from napari.viewer import Viewer
 
-from .._layers import color_kwargs, points_to_table, table_to_points, z_varies
+from .._layers import color_kwargs, layer_table, table_to_points, z_varies
 from ._common import (DockForm, MovieFields, Task, connect_layer_updates, describe_camera, existing_file,
                       file_metadata, layer_choices, movie_from_layer, notify_error, notify_info, plural,
                       user_message, wrap_label)
@@ -428,13 +428,7 @@ class LocalizeWidget(MovieFields, DockForm, Container):
 
     def _shown_table(self, layer) -> dict:
         """The points ``layer`` shows, as a localization table (nm)."""
-        shown = np.asarray(layer.shown, bool)
-        data = np.asarray(layer.data, float)[shown]
-        features = {k: np.asarray(v)[shown] for k, v in layer.features.items()}
-        if data.shape[1] == 2:  # a single-frame movie: the frame lives in the features
-            frame = features.get("frame", np.zeros(len(data)))
-            data = np.concatenate([np.asarray(frame, float)[:, None], data], 1)
-        return points_to_table(data, features, float(layer.metadata.get("pixel_size_nm", self.pixel_size.value)))
+        return layer_table(layer, float(layer.metadata.get("pixel_size_nm", self.pixel_size.value)))
 
     def _color_choices(self, _widget=None) -> list[str]:
         return ["prob", "photons", "z"] if self._three_d else ["prob", "photons"]

@@ -11,7 +11,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.viewer import Viewer
 
-from .._layers import points_to_table, render_layer_kwargs
+from .._layers import layer_table, render_layer_kwargs
 from ._common import (DockForm, Task, add_plot, connect_layer_updates, layer_choices, LocalizationsField, notify_error,
                       plural, style_figure, user_message, wrap_label)
 
@@ -144,9 +144,7 @@ class RenderWidget(LocalizationsField, DockForm, Container):
             if layer is None:
                 raise ValueError("choose a Points layer of localizations (run Localize, or open a .csv / .h5)")
             px = float(self.camera_pixel.value)
-            shown = np.asarray(layer.shown, bool)
-            table = points_to_table(layer.data[shown], {k: np.asarray(v)[shown] for k, v in layer.features.items()},
-                                    px)
+            table = layer_table(layer, px)
             if not len(table["x"]):
                 raise ValueError(f"layer '{layer.name}' shows no localizations to render")
             z_range = self.z_range()
