@@ -165,7 +165,26 @@ def localize_3d_shot():
     viewer.close()
 
 
-if ONLY and ONLY <= {"drift", "calibrate", "localize_3d"}:
+def localize_shot():
+    """localize.png alone: the sample, Localize with the camera estimated, run."""
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1366, 768)
+    for data, kwargs, kind in simulated_layers(100, 0):
+        getattr(viewer, f"add_{kind}")(data, **kwargs)
+    viewer.layers.selection.active = viewer.layers["simulated movie"]
+    loc = open_alone(viewer, "Localize")
+    if loc.estimate_camera() is None:
+        loc.camera.value = "EMCCD preset"
+    loc.run()
+    wait(loc)
+    zoom_on_molecules(viewer)
+    shot(viewer, "localize.png")
+    viewer.close()
+
+
+if ONLY and ONLY <= {"drift", "calibrate", "localize_3d", "localize"}:
+    if "localize" in ONLY:
+        localize_shot()
     if "drift" in ONLY:
         drift_shot()
     if "calibrate" in ONLY:
