@@ -10,6 +10,10 @@ import torch
 from napari_smlm.core.config import load_config
 from napari_smlm.core.simulation import Simulator
 
+# The seed of benchmarks/run.py's movie at each density (its sets are seeded 300 + index),
+# for the scripts that score the same movies.
+RUN_SEEDS = {0.1: 300, 0.5: 301, 1.0: 302, 2.0: 303, 4.0: 304}
+
 
 def test_movie(density: float, frames: int, seed: int, photons=(1000, 5000), background=50.0, size=64, overrides=()):
     """64x64 px of 100 nm, EMCCD (baseline 100, 45 e-/ADU, gain 100, QE 0.9, read noise

@@ -22,13 +22,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_common import test_movie  # noqa: E402
+from benchmarks_common import RUN_SEEDS, test_movie  # noqa: E402
 
 from napari_smlm.core.evaluation import evaluate  # noqa: E402
 from napari_smlm.core.inference import LocalizationModel  # noqa: E402
 from napari_smlm.core.localize import localize  # noqa: E402
-
-SEEDS = {0.1: 300, 0.5: 301, 1.0: 302, 2.0: 303, 4.0: 304}  # run.py's seeds per set
 
 
 def wrong_cameras(cam):
@@ -57,7 +55,7 @@ def main() -> None:
     print("|---|---|" + "---|" * len(labels))
     worst = {}
     for d in densities:
-        movie, gt, cam = test_movie(d, args.frames, seed=SEEDS.get(d, 300))
+        movie, gt, cam = test_movie(d, args.frames, seed=RUN_SEEDS.get(d, 300))
         for name, lm in models.items():
             scores = []
             for label, camera in wrong_cameras(cam):

@@ -26,13 +26,11 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchmarks_common import test_movie  # noqa: E402
+from benchmarks_common import RUN_SEEDS, test_movie  # noqa: E402
 
 from napari_smlm.core.evaluation import evaluate  # noqa: E402
 from napari_smlm.core.inference import LocalizationModel  # noqa: E402
 from napari_smlm.core.localize import localize  # noqa: E402
-
-SEEDS = {0.1: 300, 0.5: 301, 1.0: 302, 2.0: 303, 4.0: 304}  # run.py's seeds per set
 
 
 def classify(pred: dict, gt: dict, m) -> dict:
@@ -80,7 +78,7 @@ def main() -> None:
     for name in args.models.split(","):
         lm = LocalizationModel.load(name)
         for d in (float(v) for v in args.densities.split(",")):
-            movie, gt, cam = test_movie(d, args.frames, seed=SEEDS.get(d, 300))
+            movie, gt, cam = test_movie(d, args.frames, seed=RUN_SEEDS.get(d, 300))
             res = localize(movie, model=lm, camera=cam, pixel_size_nm=100.0)
             pred = res.table()
             metrics, m = evaluate(pred, gt, 250.0)
