@@ -7,7 +7,7 @@ from .conftest import CONFIGS
 
 
 @pytest.mark.parametrize("name", ["smoke", "default_2d", "decode_reference", "multiscale_var", "fusion_unet",
-                                  "default_2d_v2", "fast_2d_v2"])
+                                  "default_2d_v1", "fast_2d_v2"])
 def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert isinstance(cfg, Config)

@@ -13,6 +13,7 @@ pytest.importorskip("pytestqt", reason="pytest-qt is not installed")
 
 from scipy.spatial import cKDTree  # noqa: E402
 
+from napari_smlm.core.inference import LocalizationModel  # noqa: E402
 from napari_smlm.core.io import read_table  # noqa: E402
 from napari_smlm.core.training import load_checkpoint  # noqa: E402
 
@@ -33,7 +34,8 @@ def test_localize_render_evaluate_end_to_end(make_napari_viewer, qtbot, messages
     movie, gt = add_sample(viewer)
     w = open_widget(viewer, "Localize")
     assert w.image.value == movie  # the only movie is picked
-    assert w.pixel_size.value == 100.0 and w.threshold.value == pytest.approx(0.35)  # the layer's, the model's
+    model_threshold = LocalizationModel.load("default").detection_threshold
+    assert w.pixel_size.value == 100.0 and w.threshold.value == pytest.approx(model_threshold)  # the layer's, the model's
     w.camera.value = EMCCD
     w.first_frame.value, w.last_frame.value = 11, 35
     localize(qtbot, w)
@@ -61,7 +63,7 @@ def test_localize_render_evaluate_end_to_end(make_napari_viewer, qtbot, messages
     w.threshold.value = 0.95
     assert w.worker is None and w.result is result
     assert layer.shown.sum() < shown.sum()
-    w.threshold.value = 0.35
+    w.threshold.value = model_threshold
     assert layer.shown.sum() == shown.sum()
 
     # Export writes our CSV of the points shown.
@@ -72,7 +74,7 @@ def test_localize_render_evaluate_end_to_end(make_napari_viewer, qtbot, messages
     assert open(out).readline().startswith("id,frame,x [nm],y [nm]")
     frames = np.loadtxt(out, delimiter=",", skiprows=1, usecols=1)
     assert frames.min() >= 11 and frames.max() <= 35  # 1-based in CSV
-    w.threshold.value = 0.35
+    w.threshold.value = model_threshold
 
     # the whole movie for Render and Evaluate
     w.first_frame.value, w.last_frame.value = 1, 0
