@@ -43,6 +43,11 @@ ARCHS = {
                        "loss.terms=[{name: multiscale, kwargs: {warmup_epochs: 3}}]"],
     "multiscale_var+vq": ["model.architecture=multiscale_var", "model.kwargs={scales: [2, 4, 8], base_channels: 32, embed_dim: 64, num_heads: 4, num_layers: 2, use_vq: true}",
                           "loss.terms=[{name: multiscale, kwargs: {warmup_epochs: 3}}]"],
+    # issue 15: SigmaMUNet's trunk and heads + a 2x finer next-scale head conditioned on the
+    # camera-grid prediction, the Gaussian-mixture loss on both grids
+    "multiscale_munet": ["model.architecture=multiscale_munet",
+                         "model.kwargs={depth_shared: 2, depth_union: 2, initial_features: 24, inter_features: 24, fine_scale: 2, fine_features: 32}",
+                         "loss.terms=[{name: ppxyzb, until_epoch: 2, kwargs: {pos_weight: 2}}, {name: gaussian_mm, start_epoch: 2}]"],
     "fusion_unet": ["model.architecture=fusion_unet", "model.kwargs={depth: 2, initial_features: 24, fusion: attention}",
                     "loss.terms=[{name: ppxyzb, until_epoch: 2, kwargs: {pos_weight: 2, detection: focal}}, {name: gaussian_mm, start_epoch: 2}]"],
 }
@@ -57,11 +62,14 @@ def time_steps(cfg, n: int) -> float:
 
 
 def main() -> None:
+    global DENSITIES  # --densities replaces the default set for the tables and plots below
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--frames", type=int, default=200, help="test frames per density")
     ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--densities", default=",".join(f"{d:g}" for d in DENSITIES),
+                    help="test densities /um^2 (seeds by position: 200, 201, ...)")
     ap.add_argument("--time-steps", type=int, default=0, help="also time this many training steps per model alone "
                     "(steps/s; otherwise steps / training seconds, validation included)")
     ap.add_argument("--reuse", action="store_true", help="evaluate finished runs of the same config in --out instead of retraining")
@@ -73,6 +81,7 @@ def main() -> None:
 
     epochs = 10
     steps = max(1, args.steps // epochs)
+    DENSITIES = tuple(float(d) for d in args.densities.split(","))
     movies = {d: test_movie(d, args.frames, seed=200 + i) for i, d in enumerate(DENSITIES)}
     rows = []
     print(f"budget: {epochs * steps} steps x {args.batch} windows of 3x32x32 per model; {args.frames} test frames per density\n")

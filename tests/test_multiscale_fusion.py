@@ -120,3 +120,82 @@ def test_multiscale_tiled_equals_untiled():
     tiled = Infer(lm, device="cpu", tile_size=16).predict_maps(movie)
     assert whole.shape == (1, 6, 128, 128)
     assert torch.allclose(tiled, whole, atol=1e-4), (tiled - whole).abs().max()
+
+
+TINY_MSM = dict(frame_window=3, depth_shared=1, depth_union=1, initial_features=8, inter_features=8, fine_features=8)
+
+
+@pytest.mark.parametrize("fine_mode", ["upsample", "shuffle"])
+def test_multiscale_munet_scales_and_per_frame_blocks(fine_mode):
+    torch.manual_seed(0)
+    m = build_model("multiscale_munet", **TINY_MSM, fine_mode=fine_mode)
+    x = torch.rand(2, 3, 18, 22)  # not a multiple of the stride: padded, cropped
+    out = m(x)  # training mode: both grids, for the losses
+    assert {s: tuple(v.shape) for s, v in out["scales"].items()} == {1: (2, 10, 18, 22), 2: (2, 10, 36, 44)}
+    fine = out["scales"][2]
+    # the fine grid's background is the camera grid's, repeated over each pixel's 2x2 cells
+    assert torch.equal(fine[:, 9, ::2, ::2], out["scales"][1][:, 9]) and torch.equal(fine[:, 9, 1::2, 1::2], out["scales"][1][:, 9])
+    m.eval()
+    with torch.no_grad():
+        assert m(x).shape == (2, 10, 36, 44) and m.output_scale == 2
+        assert torch.sigmoid(m(x)[:, 0]).max() < 0.05  # low initial detection probability on the fine grid
+        block, index = torch.rand(5, 18, 22), torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]])
+        assert torch.allclose(m.forward_block(block, index), m(block[index]), atol=1e-5)
+    with pytest.raises(ValueError, match="fine_scale: expected 2 or 4, got 3"):
+        build_model("multiscale_munet", **TINY_MSM, fine_scale=3)
+    with pytest.raises(ValueError, match="fine_mode: expected 'shuffle' or 'upsample', got 'nearest'"):
+        build_model("multiscale_munet", **TINY_MSM, fine_mode="nearest")
+
+
+def test_gaussian_mm_reads_a_fine_grid_in_its_own_cells():
+    """On a 2x grid, a molecule at x = 2.3 camera px sits in fine cell 4 at offset +0.1:
+    that encoding must score far better than reading the offsets in camera pixels."""
+    channels = ("p", "photons", "x", "y", "z", "sigma_photons", "sigma_x", "sigma_y", "sigma_z", "bg")
+    loss = build_loss(LossConfig(terms=[LossTermConfig(name="gaussian_mm")]), channels, ScalingConfig())
+    b = batch()
+    b["background"] = torch.full((1, 16, 16), 50.0)
+
+    def fine_map(cells_per_px):
+        out = torch.zeros(1, 10, 32, 32)
+        out[:, 0] = -12.0
+        out[:, 5:9] = 0.05
+        out[:, 1] = 0.1
+        out[:, 9] = 50.0 / ScalingConfig().background
+        for (x, y), ph in zip(((2.3, 5.7), (9.9, 1.05)), (2000.0, 1000.0)):
+            fx, fy = x * cells_per_px, y * cells_per_px
+            r, c = int(fy), int(fx)
+            out[0, 0, r, c] = 12.0
+            out[0, 1, r, c] = ph / ScalingConfig().photons
+            out[0, 2, r, c], out[0, 3, r, c] = fx - (c + 0.5), fy - (r + 0.5)
+        return out
+
+    right, wrong = loss(fine_map(2), b)[0], loss(fine_map(1), b)[0]
+    assert torch.isfinite(right) and right < wrong - 40
+    # the same map given as the model's training dict (with its camera grid) adds that grid's loss
+    coarse = torch.zeros(1, 10, 16, 16)
+    coarse[:, 5:9] = 1.0
+    both = loss({"scales": {1: coarse, 2: fine_map(2)}}, b)[0]
+    assert both > right
+    # post-processing reads the same encoding back: positions and σ's in 50 nm cells
+    from napari_smlm.core.inference.postprocess import maps_to_candidates
+
+    t = maps_to_candidates(fine_map(2), channels, ScalingConfig(), 100.0, min_prob=0.5, scale=2)
+    order = np.argsort(t["x"])
+    assert np.allclose(t["x"][order], [230.0, 990.0], atol=0.5) and np.allclose(t["y"][order], [570.0, 105.0], atol=0.5)
+    assert np.allclose(t["sigma_x"], 0.05 * 50.0, atol=1e-3) and np.allclose(t["photons"][order], [2000.0, 1000.0], rtol=1e-3)
+
+
+def test_multiscale_munet_trains_and_localizes_on_its_fine_grid(tmp_path, tiny_overrides):
+    cfg = load_config(CONFIGS / "smoke.yaml", [*tiny_overrides, "model.architecture=multiscale_munet",
+                                              "model.kwargs={depth_shared: 1, depth_union: 1, initial_features: 8, inter_features: 8, fine_features: 8}",
+                                              "loss.terms=[{name: ppxyzb, until_epoch: 1}, {name: gaussian_mm, start_epoch: 1}]",
+                                              "training.epochs=2"])
+    trainer = Trainer(cfg)
+    trainer.fit()
+    assert all(np.isfinite(h["train_loss"]) and np.isfinite(h["val_loss"]) for h in trainer.history)
+    lm = LocalizationModel.load(tmp_path / "run" / "last.pt")
+    assert lm.model.output_scale == 2
+    movie = np.random.default_rng(0).poisson(60, (4, 24, 24)).astype(np.float32)
+    table = Infer(lm, device="cpu", batch_size=2).run(movie, camera=None, min_prob=0.0)
+    assert len(table["x"]) > 0 and (table["x"] >= 0).all() and (table["x"] < 2400).all()
+    assert "sigma_x" in table and len(table["sigma_x"]) == len(table["x"])

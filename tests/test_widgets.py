@@ -238,11 +238,13 @@ def test_train_widget_architecture_choice_builds_a_valid_config(make_napari_view
 
     viewer = make_napari_viewer()
     t = open_widget(viewer, "Train")
-    for arch in ("multiscale_var", "fusion_unet", "fast_net", "double_munet", "simple_smlm_net", "sigma_munet"):
+    labels = [t.architecture.native.itemText(i) for i in range(t.architecture.native.count())]
+    assert "multiscale_var (experimental)" in labels and "multiscale_munet (experimental)" in labels and "sigma_munet" in labels
+    for arch in ("multiscale_var", "fusion_unet", "fast_net", "double_munet", "simple_smlm_net", "sigma_munet", "multiscale_munet"):
         t.architecture.value = arch
         cfg = t.config()
         assert cfg.model.architecture == arch
-        info = Trainer(cfg, write_files=False).dry_run() if arch in ("double_munet", "simple_smlm_net") else None
+        info = Trainer(cfg, write_files=False).dry_run() if arch in ("double_munet", "simple_smlm_net", "multiscale_munet") else None
         assert info is None or np.isfinite(info["loss"])
     t.architecture.value = "(preset)"
     assert t.config().training.init_weights is None

@@ -29,7 +29,12 @@ PSF_TIP = ("a 3D PSF calibration (.h5 from Calibrate or napari-smlm calibrate, o
            "of σ min..max")
 # Architectures whose loss differs from the presets' train from their own config.
 ARCHITECTURES = {"sigma_munet": None, "double_munet": None, "simple_smlm_net": None, "fast_net": "fast_2d",
-                 "multiscale_var": "multiscale_var", "fusion_unet": "fusion_unet"}
+                 "multiscale_munet": None, "multiscale_var": "multiscale_var", "fusion_unet": "fusion_unet"}
+# Multi-scale models have not yet beaten sigma_munet at any density with the same training
+# budget (docs/benchmarks/architectures/multiscale.md): offered, and said to be experimental.
+EXPERIMENTAL = {"multiscale_munet", "multiscale_var"}
+ARCHITECTURE_TIP = ("the network; '(preset)' keeps the preset's. Marked experimental: multi-scale models that "
+                    "have not yet beaten sigma_munet with the same training (docs/benchmarks/architectures)")
 
 
 def _duration(seconds: float) -> str:
@@ -62,7 +67,9 @@ class TrainWidget(MovieFields, DockForm, Container):
         self.camera_from_movie = CheckBox(label="camera from movie", value=False,
                                           tooltip="simulate the camera that Fill from movie found (else the preset's)")
         self.camera_info = wrap_label(Label(value="", visible=False))
-        self.architecture = ComboBox(label="architecture", choices=["(preset)", *ARCHITECTURES], value="(preset)")
+        self.architecture = ComboBox(label="architecture", value="(preset)", tooltip=ARCHITECTURE_TIP,
+                                     choices=[("(preset)", "(preset)")] + [(f"{a} (experimental)" if a in EXPERIMENTAL else a, a)
+                                                                           for a in ARCHITECTURES])
         self.epochs = SpinBox(label="epochs", value=8, min=1, max=100000)
         self.steps = SpinBox(label="steps/epoch", value=60, min=1, max=100000, tooltip="batches per epoch")
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=4096)
@@ -240,7 +247,7 @@ class TrainWidget(MovieFields, DockForm, Container):
                 config = ARCHITECTURES[arch]
             else:
                 o.append(f"model.architecture={arch}")
-                if arch != "sigma_munet":  # no σ outputs: the per-pixel loss
+                if arch not in ("sigma_munet", "multiscale_munet"):  # no σ outputs: the per-pixel loss
                     o.append("loss.terms=[{name: ppxyzb, kwargs: {pos_weight: 2.0}}]")
                 if arch == "simple_smlm_net":
                     o.append("model.kwargs={depth: 2, initial_features: 32}")

@@ -114,7 +114,10 @@ def _fine_grid_candidates(output, ch, scaling, cell_nm, frame_offset, min_prob, 
     pad = window // 2
     box = lambda m: F.avg_pool2d(m, window, stride=1, padding=pad, count_include_pad=True) * (window * window)  # noqa: E731
     mass = box(p)
-    peak = (mass == F.max_pool2d(mass, window, stride=1, padding=pad)) & (mass >= min_prob)
+    # Windows around one confident cell all hold the same mass (its neighbours are below
+    # the noise floor): the window centred on the cell with the most probability wins.
+    key = mass + 1e-3 * p
+    peak = (key == F.max_pool2d(key, window, stride=1, padding=pad)) & (mass >= min_prob)
     b, _, r, c = peak.nonzero(as_tuple=True)
     h, w = p.shape[-2:]
     cols = torch.arange(w, device=p.device, dtype=p.dtype).view(1, 1, 1, w) + 0.5
@@ -131,6 +134,11 @@ def _fine_grid_candidates(output, ch, scaling, cell_nm, frame_offset, min_prob, 
         "bg": (output[b, ch["bg"], r, c].float() * scaling.background).cpu().numpy() if "bg" in ch else np.full(len(b), np.nan),
         "prob": mass[b, 0, r, c].clamp(max=1.0).cpu().numpy(),
     }
+    if "sigma_x" in ch:  # σ's in the fine grid's cells, probability-weighted as the positions
+        table["sigma_x"] = (mean(chan("sigma_x")) * cell_nm).cpu().numpy()
+        table["sigma_y"] = (mean(chan("sigma_y")) * cell_nm).cpu().numpy()
+        table["sigma_z"] = (mean(chan("sigma_z")) * scaling.z_nm).cpu().numpy()
+        table["sigma_photons"] = (mean(chan("sigma_photons")) * scaling.photons).cpu().numpy()
     return table
 
 

@@ -45,7 +45,13 @@ def mixture_log_likelihood(target: torch.Tensor, mu: torch.Tensor, sigma: torch.
 
 @register_loss("gaussian_mm")
 class GaussianMMLoss(LossTerm):
+    """On a map finer than the camera grid (``s`` cells per camera pixel, from the
+    map's and the frames' widths) positions and their σ's are in that map's cells,
+    and the background is compared pooled back to the camera grid. A multi-scale
+    model's ``{"scales": {s: map}}`` gets the sum over its scales."""
+
     required_channels = ("p", "photons", "x", "y", "z", "sigma_photons", "sigma_x", "sigma_y", "sigma_z")
+    multi_scale = True
 
     def __init__(self, channels, scaling, count_weight: float = 1.0, bg_weight: float = 1.0,
                  sigma_floor: float = 1e-3, var_floor: float = 1e-4):
@@ -55,9 +61,15 @@ class GaussianMMLoss(LossTerm):
         self.sigma_floor = float(sigma_floor)
         self.var_floor = float(var_floor)
 
-    def forward(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
+    def forward(self, output, batch: dict) -> torch.Tensor:
+        if isinstance(output, dict):
+            return sum(self._one_scale(m, batch) for m in output["scales"].values())
+        return self._one_scale(output, batch)
+
+    def _one_scale(self, output: torch.Tensor, batch: dict) -> torch.Tensor:
         output = output.float()
         b, _, h, w = output.shape
+        scale = max(1, w // batch["frames"].shape[-1]) if "frames" in batch else 1
         logits = self.ch(output, "p").reshape(b, -1)  # (B, K)
         p = torch.sigmoid(logits)
         mask = batch["mask"]
@@ -86,7 +98,7 @@ class GaussianMMLoss(LossTerm):
             [self.ch(output, n).reshape(b, -1) for n in ("sigma_x", "sigma_y", "sigma_z", "sigma_photons")], dim=-1
         ).clamp_min(self.sigma_floor)
         target = torch.stack(
-            [batch["x_px"], batch["y_px"], batch["z_nm"] / self.scaling.z_nm, batch["photons"] / self.scaling.photons],
+            [batch["x_px"] * scale, batch["y_px"] * scale, batch["z_nm"] / self.scaling.z_nm, batch["photons"] / self.scaling.photons],
             dim=-1,
         ).float()  # (B, M, 4)
         log_weight = F.logsigmoid(logits) - torch.logsumexp(F.logsigmoid(logits), dim=-1, keepdim=True)  # (B, K)
@@ -97,6 +109,9 @@ class GaussianMMLoss(LossTerm):
         if "bg" in self.channels and "background" in batch:
             bg_target = batch["background"].float() / self.scaling.background
             # Summed over pixels, as DECODE does, so it scales like the other terms.
-            bg_sse = ((self.ch(output, "bg") - bg_target) ** 2).reshape(b, -1).sum(-1)
+            bg = self.ch(output, "bg")
+            if scale > 1:
+                bg = F.avg_pool2d(bg.unsqueeze(1), scale).squeeze(1)
+            bg_sse = ((bg - bg_target) ** 2).reshape(b, -1).sum(-1)
             loss = loss + self.bg_weight * bg_sse
         return loss.mean()

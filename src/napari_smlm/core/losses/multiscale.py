@@ -95,6 +95,7 @@ class MultiScaleLoss(LossTerm):
     (validation), scores it as the finest scale."""
 
     required_channels = ("p", "photons", "x", "y", "z", "bg")
+    multi_scale = True
 
     def __init__(self, channels, scaling, scales=(1, 2, 4, 8), scale_weights=None, channel_weights=None,
                  pos_weight: float = 5.0, eps: float = 1e-4, warmup_epochs: int = 0, progressive: bool = True,

@@ -60,8 +60,19 @@ class UnifiedLoss(nn.Module):
 
     def forward(self, output: torch.Tensor, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         eff = self.effective_weights()
-        # Inactive terms are not computed (gaussian_mm is the costly one); they count as 0.
-        values = [term(output, batch) if w > 0 else output.new_zeros(()) for term, w in zip(self.terms, eff)]
+        # A multi-scale model's {"scales": {s: map}}: terms that know scales get it all,
+        # the others the camera-grid map. Given only a map finer than the camera grid
+        # (such a model's validation output), the others count as 0.
+        coarse = output["scales"][min(output["scales"])] if isinstance(output, dict) else output
+        fine_only = not isinstance(output, dict) and "frames" in batch and output.shape[-1] > batch["frames"].shape[-1]
+
+        def value(term, w):
+            knows_scales = getattr(term, "multi_scale", False)
+            if w <= 0 or (fine_only and not knows_scales):  # inactive terms are not computed (gaussian_mm is costly)
+                return coarse.new_zeros(())
+            return term(output if knows_scales else coarse, batch)
+
+        values = [value(term, w) for term, w in zip(self.terms, eff)]
         parts = {name: v.detach() for name, v, w in zip(self.names, values, eff) if w > 0}
         stacked = torch.stack(values)
         weights = torch.tensor(eff, device=stacked.device, dtype=stacked.dtype)

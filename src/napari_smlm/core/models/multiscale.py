@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import SMLMModel, register_model
+from .decode import P_BIAS_INIT, SIGMA_MAX, SIGMA_MIN, SigmaMUNet
 from .unet import make_activation
 
-__all__ = ["VectorQuantizer", "MultiScaleVAR", "SCALE_CHANNELS"]
+__all__ = ["VectorQuantizer", "MultiScaleVAR", "MultiScaleMUNet", "SCALE_CHANNELS"]
 
 SCALE_CHANNELS = ("p", "photons", "x", "y", "z", "bg")
 
@@ -195,3 +196,80 @@ class MultiScaleVAR(SMLMModel):
 
     def forward_block(self, block, index):
         return self(block[index])
+
+
+@register_model("multiscale_munet")
+class MultiScaleMUNet(SigmaMUNet):
+    """DECODE's SigmaMUNet with a next-scale head: on top of its camera-grid
+    prediction, a map ``fine_scale`` times finer (two molecules in one camera pixel
+    fall into different cells), predicted from the trunk's features *and* the
+    camera-grid prediction (next-scale prediction on a strong trunk, issue 15).
+
+    Both scales carry DECODE's ten channels (p logit, photons, x, y, z offsets from
+    their own cell centre in their own cells, four σ's in their own cells, bg);
+    the fine map's bg is the camera grid's, repeated. Trained with the Gaussian-mixture
+    loss on every scale (it needs no per-cell targets, so a fine grid's sparsity
+    does not matter); ``forward`` returns the fine map, and in training mode (grad
+    enabled) the dict ``{"scales": {1: camera grid, s: fine}}`` the losses take.
+    """
+
+    def __init__(self, fine_scale: int = 2, fine_features: int = 32, fine_mode: str = "upsample", **kwargs):
+        if not kwargs.get("with_background", True):
+            raise ValueError("model.kwargs.with_background: multiscale_munet needs the background head")
+        super().__init__(**kwargs)
+        self.init_kwargs.update(fine_scale=fine_scale, fine_features=fine_features, fine_mode=fine_mode)
+        if fine_scale not in (2, 4):
+            raise ValueError(f"model.kwargs.fine_scale: expected 2 or 4, got {fine_scale}")
+        if fine_mode not in ("shuffle", "upsample"):
+            raise ValueError(f"model.kwargs.fine_mode: expected 'shuffle' or 'upsample', got {fine_mode!r}")
+        self.fine_scale, self.fine_mode = int(fine_scale), fine_mode
+        c_in = self.heads["p"].net[0].in_channels + len(self.output_channels)
+        act = lambda: make_activation(kwargs.get("activation", "elu"))  # noqa: E731
+        # shuffle: convolutions on the camera grid, each pixel's s x s cells from its own
+        # output channels; upsample: features interpolated to the fine grid, convolved there
+        n_out = 9 * self.fine_scale ** 2 if fine_mode == "shuffle" else 9
+        self.fine = nn.Sequential(
+            nn.Conv2d(c_in, fine_features, 3, padding=1), act(),
+            nn.Conv2d(fine_features, fine_features, 3, padding=1), act(),
+            nn.Conv2d(fine_features, n_out, 1),
+        )
+        with torch.no_grad():  # channel-major (after pixel shuffle): the first outputs are p
+            self.fine[-1].bias[: n_out // 9].fill_(P_BIAS_INIT)
+
+    @property
+    def output_scale(self) -> int:
+        return self.fine_scale
+
+    def _two_scales(self, feats: torch.Tensor) -> dict:
+        coarse = self._apply_heads(feats)
+        cond = torch.cat([torch.sigmoid(coarse[:, :1]), coarse[:, 1:]], 1)
+        s = self.fine_scale
+        if self.fine_mode == "shuffle":
+            raw = F.pixel_shuffle(self.fine(torch.cat([feats, cond], 1)), s)
+        else:
+            raw = self.fine(F.interpolate(torch.cat([feats, cond], 1), scale_factor=s, mode="bilinear", align_corners=False))
+        bg = coarse[:, 9:10].repeat_interleave(s, -2).repeat_interleave(s, -1)
+        fine = torch.cat([raw[:, :1], torch.sigmoid(raw[:, 1:2]), torch.tanh(raw[:, 2:5]),
+                          torch.sigmoid(raw[:, 5:9]) * SIGMA_MAX + SIGMA_MIN, bg], 1)
+        return {1: coarse, s: fine}
+
+    def _crop(self, maps: dict, h: int, w: int):
+        maps = {s: m[..., : h * s, : w * s] for s, m in maps.items()}
+        if self.training and torch.is_grad_enabled():
+            return {"scales": maps}
+        return maps[self.fine_scale]
+
+    def forward(self, frames: torch.Tensor):
+        frames, h, w = self.pad_to_stride(frames)
+        b, k, hp, wp = frames.shape
+        if k != self.frame_window:
+            raise ValueError(f"{self.architecture}: expected {self.frame_window} frames per window, got {k}")
+        feats = self.shared(frames.reshape(b * k, 1, hp, wp)).reshape(b, -1, hp, wp)
+        return self._crop(self._two_scales(self.union(feats)), h, w)
+
+    def forward_block(self, block, index):
+        block, h, w = self.pad_to_stride(block)
+        feats = self.shared(block.unsqueeze(1))
+        b, k = index.shape
+        windows = feats[index.reshape(-1)].reshape(b, k * feats.shape[1], *feats.shape[-2:])
+        return self._crop(self._two_scales(self.union(windows)), h, w)

@@ -324,7 +324,7 @@ class Trainer:
                 teacher = condition_maps(batch, tuple(x.shape[-2:]), self.cfg.model.scaling, self.model.scales[:-1])
                 out = _as_float(self.net(x, teacher=teacher))
             else:
-                out = self.net(x).float()
+                out = _as_float(self.net(x))
         return self.loss_fn(out, batch)
 
     def train_step(self) -> dict:
