@@ -197,5 +197,30 @@ def test_multiscale_munet_trains_and_localizes_on_its_fine_grid(tmp_path, tiny_o
     assert lm.model.output_scale == 2
     movie = np.random.default_rng(0).poisson(60, (4, 24, 24)).astype(np.float32)
     table = Infer(lm, device="cpu", batch_size=2).run(movie, camera=None, min_prob=0.0)
-    assert len(table["x"]) > 0 and (table["x"] >= 0).all() and (table["x"] < 2400).all()
-    assert "sigma_x" in table and len(table["sigma_x"]) == len(table["x"])
+    # (two tiny epochs: few cells above the noise floor, maybe none) the fine grid's table, whole
+    assert {"frame", "x", "y", "photons", "prob", "sigma_x", "sigma_y"} <= set(table)
+    assert len({len(v) for v in table.values()}) == 1
+    assert ((table["x"] >= 0) & (table["x"] < 2400)).all() and ((table["frame"] >= 0) & (table["frame"] < 4)).all()
+
+
+def test_mixture_modes_group_components_by_predicted_position():
+    from napari_smlm.core.inference.postprocess import maps_to_candidates
+
+    channels = ("p", "photons", "x", "y", "z", "sigma_photons", "sigma_x", "sigma_y", "sigma_z", "bg")
+    out = torch.zeros(1, 10, 16, 16)
+    out[:, 0] = -12.0
+    out[:, 5:9] = 0.05
+    # one molecule at (4.0, 4.0) cells spread over 4 cells, each pointing at it (p 0.3 each)
+    for r, c in ((3, 3), (3, 4), (4, 3), (4, 4)):
+        out[0, 0, r, c] = float(np.log(0.3 / 0.7))
+        out[0, 2, r, c], out[0, 3, r, c] = 4.0 - (c + 0.5), 4.0 - (r + 0.5)
+    # two molecules in touching cells (10, 8) and (10, 9) pointing 1.6 cells apart
+    for c, tx in ((8, 8.1), (9, 9.7)):
+        out[0, 0, 10, c] = 3.0
+        out[0, 2, 10, c], out[0, 3, 10, c] = tx - (c + 0.5), 0.0
+    t = maps_to_candidates(out, channels, ScalingConfig(), 100.0, min_prob=0.5, scale=2)
+    order = np.argsort(t["y"])
+    assert len(t["x"]) == 3
+    assert np.allclose([t["x"][order][0], t["y"][order][0]], [200.0, 200.0], atol=0.1)  # 4.0 cells of 50 nm
+    assert t["prob"][order][0] == pytest.approx(1.0)  # 4 x 0.3, at most 1
+    assert sorted(np.round(t["x"][order][1:], 1)) == [405.0, 485.0]

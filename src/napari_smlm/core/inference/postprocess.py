@@ -73,6 +73,8 @@ def maps_to_candidates(
     threshold re-filters without re-running the net.
     """
     ch = {name: i for i, name in enumerate(channels)}
+    if scale > 1 and "sigma_x" in ch:  # trained with the Gaussian-mixture loss: each cell is a component
+        return _mixture_modes(output, ch, scaling, pixel_size_nm / scale, frame_offset, min_prob, radius_cells=0.7 * scale)
     if scale > 1:
         return _fine_grid_candidates(output, ch, scaling, pixel_size_nm / scale, frame_offset, min_prob, fine_grid_window(scale))
     p = torch.sigmoid(output[:, ch["p"]].float())
@@ -140,6 +142,59 @@ def _fine_grid_candidates(output, ch, scaling, cell_nm, frame_offset, min_prob, 
         table["sigma_z"] = (mean(chan("sigma_z")) * scaling.z_nm).cpu().numpy()
         table["sigma_photons"] = (mean(chan("sigma_photons")) * scaling.photons).cpu().numpy()
     return table
+
+
+def _mixture_modes(output, ch, scaling, cell_nm, frame_offset, min_prob, radius_cells, floor=0.01) -> dict[str, np.ndarray]:
+    """Candidates of a fine grid trained with the Gaussian-mixture loss, where every cell
+    is a mixture component at its own predicted position (cell centre + offset) with
+    weight p. Components are grouped greedily around the most probable one not yet taken,
+    by the distance between their *predicted positions* (``radius_cells``: 0.7 camera
+    pixels, chosen among 0.3 / 0.5 / 0.7 on benchmarks/architectures.py's movies at 0.5,
+    4 and 6 /µm² — docs/benchmarks/architectures/multiscale.md), not between cells: two molecules whose cells touch stay apart when their
+    cells point to different places, and one molecule spread over several cells is one
+    candidate. ``prob`` is the group's summed p (at most 1); positions and the other
+    values are p-weighted means, ``bg`` the most probable cell's."""
+    from scipy.spatial import cKDTree
+
+    p = torch.sigmoid(output[:, ch["p"]].float())
+    b, r, c = (p > floor).nonzero(as_tuple=True)
+    chan = lambda name: output[b, ch[name], r, c].float().cpu().numpy()  # noqa: E731
+    w = p[b, r, c].cpu().numpy().astype(np.float64)
+    x = c.cpu().numpy() + 0.5 + chan("x")
+    y = r.cpu().numpy() + 0.5 + chan("y")
+    frames = b.cpu().numpy()
+    names = [n for n in ("z", "photons", "sigma_x", "sigma_y", "sigma_z", "sigma_photons") if n in ch]
+    values = {n: chan(n) for n in names}
+    span = 4.0 * (max(output.shape[-2:]) + radius_cells)  # frames far apart: groups stay in their frame
+    tree = cKDTree(np.column_stack([x, y, frames * span]))
+    taken = np.zeros(len(w), bool)
+    rows = []
+    for i in np.argsort(-w, kind="stable"):
+        if taken[i]:
+            continue
+        group = np.asarray(tree.query_ball_point([x[i], y[i], frames[i] * span], radius_cells), int)
+        group = group[~taken[group]]
+        taken[group] = True
+        mass = w[group].sum()
+        if mass >= min_prob:
+            rows.append((i, group, mass))
+    mean = lambda v: np.array([np.dot(w[g], v[g]) / m for _, g, m in rows], np.float32)  # noqa: E731
+    seeds = np.array([i for i, _, _ in rows], int)
+    table = {
+        "frame": (frames[seeds] + frame_offset).astype(np.int64),
+        "x": mean(x) * cell_nm,
+        "y": mean(y) * cell_nm,
+        "z": mean(values["z"]) * scaling.z_nm if "z" in values else np.zeros(len(rows)),
+        "photons": mean(values["photons"]) * scaling.photons,
+        "bg": chan("bg")[seeds] * scaling.background if "bg" in ch else np.full(len(rows), np.nan),
+        "prob": np.minimum(np.array([m for _, _, m in rows], np.float32), 1.0),
+    }
+    if "sigma_x" in values:  # σ's in the fine grid's cells
+        table["sigma_x"] = mean(values["sigma_x"]) * cell_nm
+        table["sigma_y"] = mean(values["sigma_y"]) * cell_nm
+        table["sigma_z"] = mean(values["sigma_z"]) * scaling.z_nm
+        table["sigma_photons"] = mean(values["sigma_photons"]) * scaling.photons
+    return {k: np.asarray(v, np.float32) if k not in ("frame",) else v for k, v in table.items()}
 
 
 def _centroid_offsets(p: torch.Tensor, b, r, c) -> tuple[torch.Tensor, torch.Tensor]:
