@@ -254,3 +254,19 @@ def test_init_weights_from_the_bundled_model(tmp_path):
     bundled = load_checkpoint(Path(__file__).resolve().parents[1] / "src" / "napari_smlm" / "models" / "default_2d.pt")
     for k, v in trainer.model.state_dict().items():
         assert torch.equal(v, bundled["state_dict"][k])
+
+
+def test_validation_reports_the_jaccard_at_the_best_threshold(tmp_path, tiny_overrides):
+    """jaccard_tuned: the validation Jaccard at the epoch's own best threshold, never below
+    the Jaccard at the fixed detection threshold (which is one of those tried)."""
+    from napari_smlm.core.training.trainer import TUNED_THRESHOLDS
+
+    trainer = Trainer(tiny(tiny_overrides, "training.epochs=2", "training.monitor=jaccard_tuned",
+                           "training.detection_threshold=0.5"))
+    trainer.fit()
+    assert 0.5 in TUNED_THRESHOLDS
+    for row in trainer.history:
+        assert row["threshold_tuned"] in TUNED_THRESHOLDS
+        assert row["jaccard_tuned"] >= row["jaccard"]
+    assert trainer.best_metric == max(row["jaccard_tuned"] for row in trainer.history)
+    assert load_checkpoint(tmp_path / "run" / "best.pt")["monitor"] == "jaccard_tuned"
