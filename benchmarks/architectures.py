@@ -129,7 +129,7 @@ def main() -> None:
              "`--out` are evaluated again rather than retrained; their training seconds are those recorded).", "",
              f"Budget, the same for every model: {epochs * steps} optimizer steps of {args.batch} simulated 3-frame 32x32 windows "
              f"({epochs * steps * args.batch:,} windows), AdamW lr 1e-3 with cosine decay over 10 epochs. "
-             f"Each model as it is after the budget (`last.pt`), at the detection threshold best on its own validation set (0.1-0.9). "
+             f"Each model as it is after the budget (`last.pt`), at the detection threshold `bundle --tune-threshold` picks on its own validation set (0.1-0.9; since 2026-11-30 the highest within one standard error of the best density-balanced Jaccard). "
              f"Test: {args.frames} frames of 64x64 per density (fixed seeds), 250 nm tolerance.", ""]
     for key, title, fmt in (("jaccard", "Jaccard", "{:.3f}"), ("rmse", "lateral RMSE nm", "{:.1f}"), ("eff", "lateral efficiency %", "{:.1f}")):
         lines += [f"## {title} by density (/µm²)", "", f"| model | {dens} |", "|---|" + "---|" * len(DENSITIES)]
