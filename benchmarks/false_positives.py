@@ -12,7 +12,8 @@ class it fits:
   frame otherwise (a poor position rather than an invented molecule);
 - noise: none of these (nothing within 500 nm in its frame or its neighbours).
 Also the probability of each class (median), and the true photons of the molecules
-the doubles duplicate. Prints a Markdown table.
+the doubles duplicate; then a second table: the recall by the true molecules' photons in
+their frame (where the misses are). Prints Markdown tables.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def main() -> None:
     print("| model | density /µm² | threshold | precision | recall | false positives | double | neighbour frame | "
           "near a true molecule | noise | median prob (double / neighbour / near / noise) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    missed = []
     for name in args.models.split(","):
         lm = LocalizationModel.load(name)
         for d in (float(v) for v in args.densities.split(",")):
@@ -88,6 +90,28 @@ def main() -> None:
             probs = " / ".join(f"{np.median(pred['prob'][v]):.2f}" if v else "–" for v in c["classes"].values())
             print(f"| {name} | {d:g} | {res.threshold:g} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
                   f"{n_fp} | {share} | {probs} |", flush=True)
+            missed.append((name, d, missed_by_photons(gt, m)))
+    # The other side: which true molecules are missed, by their photons in that frame
+    # (partial-frame blinks carry a fraction of a molecule's photons).
+    print("\n| model | density /µm² | " + " | ".join((f"{lo:g}–{hi:g}" if hi < 1e6 else f"≥ {lo:g}") + " photons: share of truth / recall" for lo, hi in PHOTON_BINS)
+          + " |\n|---|---|" + "---|" * len(PHOTON_BINS))
+    for name, d, rows in missed:
+        print(f"| {name} | {d:g} | " + " | ".join(f"{share:.3f} / {recall:.3f}" for share, recall in rows) + " |")
+
+
+PHOTON_BINS = ((0, 100), (100, 300), (300, 500), (500, 1000), (1000, 2000), (2000, 1e6))
+
+
+def missed_by_photons(gt: dict, m) -> list[tuple[float, float]]:
+    """(share of the ground truth, recall) per bin of true photons."""
+    found = np.zeros(len(gt["x"]), bool)
+    found[m.gt_index] = True
+    photons = np.asarray(gt["photons"])
+    rows = []
+    for lo, hi in PHOTON_BINS:
+        sel = (photons >= lo) & (photons < hi)
+        rows.append((float(sel.mean()), float(found[sel].mean()) if sel.any() else float("nan")))
+    return rows
 
 
 if __name__ == "__main__":
