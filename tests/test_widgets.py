@@ -138,9 +138,10 @@ def test_train_widget_trains(make_napari_viewer, qtbot, tmp_path, messages):
     wait_idle(qtbot, t)
     assert not messages["error"], messages["error"]
     assert (tmp_path / "run1" / "last.pt").is_file() and load_checkpoint(tmp_path / "run1" / "last.pt")["epoch"] == 1
-    assert len(t.losses) == 3 and len(t.ax_loss.lines) == 1 and len(t.ax_val.lines) == 1
+    assert len(t.losses) == 3 and len(t.ax_loss.lines) == 1 and len(t.ax_val.lines) == 2  # at the threshold, at its best
     assert messages["info"][-1].startswith("training finished (1 epochs)")
     assert t.progress.value == t.progress.max == 3
+    assert "validation Jaccard" in t.status.value and "at its best threshold" in t.status.value
 
 
 def test_bad_input_is_a_notification_not_a_crash(make_napari_viewer, qtbot, tmp_path, messages):

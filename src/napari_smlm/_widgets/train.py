@@ -115,7 +115,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         self._stop_requested = False
         self.camera = None
         self.losses: list[tuple[int, float]] = []
-        self.val: list[tuple[int, float]] = []
+        self.val: list[tuple[int, float, float]] = []  # epoch, Jaccard at the threshold, at its best one
         self.best_checkpoint = None
         self._t0 = 0.0
         self._steps_total = 0
@@ -373,11 +373,13 @@ class TrainWidget(MovieFields, DockForm, Container):
                 self._draw()
         elif kind == "validation":
             m = event["metrics"]
-            self.val.append((event["epoch"] + 1, m["jaccard"]))
+            self.val.append((event["epoch"] + 1, m["jaccard"], m.get("jaccard_tuned", float("nan"))))
             if event.get("improved") and self.trainer is not None:
                 self.best_checkpoint = str(self.trainer.run_dir / "best.pt")
             axial = f", axial {m['rmse_ax']:.1f} nm" if "efficiency_3d" in m else ""
-            self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f}, "
+            tuned = (f" ({m['jaccard_tuned']:.3f} at its best threshold {m['threshold_tuned']:g})"
+                     if "jaccard_tuned" in m else "")
+            self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f}{tuned}, "
                               f"RMSE {m['rmse_lat']:.1f} nm{axial}")
             self._draw()
         elif kind == "end":
@@ -392,8 +394,10 @@ class TrainWidget(MovieFields, DockForm, Container):
         self.ax_loss.set_xlabel("step", fontsize=8)
         self.ax_val.clear()
         if self.val:
-            e, j = zip(*self.val)
-            self.ax_val.plot(e, j, "o-", color="tab:green")
+            e, j, tuned = zip(*self.val)
+            self.ax_val.plot(e, j, "o-", color="tab:green", label="at the threshold")
+            self.ax_val.plot(e, tuned, ".--", color="tab:olive", label="at its best threshold")
+            self.ax_val.legend(fontsize=7, loc="lower right")
         self.ax_val.set_ylim(0, 1)
         self.ax_val.set_ylabel("val. Jaccard", fontsize=8)
         self.ax_val.set_xlabel("epoch", fontsize=8)
