@@ -270,3 +270,15 @@ def test_validation_reports_the_jaccard_at_the_best_threshold(tmp_path, tiny_ove
         assert row["jaccard_tuned"] >= row["jaccard"]
     assert trainer.best_metric == max(row["jaccard_tuned"] for row in trainer.history)
     assert load_checkpoint(tmp_path / "run" / "best.pt")["monitor"] == "jaccard_tuned"
+
+
+def test_resuming_with_another_monitor_chooses_best_afresh(tmp_path, tiny_overrides, capsys):
+    Trainer(tiny(tiny_overrides, "training.epochs=1", "training.monitor=val_loss")).fit()
+    more = Trainer(tiny(tiny_overrides, "training.epochs=2", "training.monitor=jaccard_tuned"),
+                   resume=tmp_path / "run" / "last.pt")
+    assert more.best_metric == -math.inf and "chose best.pt by val_loss" in capsys.readouterr().err
+    more.fit()
+    assert more.best_metric == more.history[-1]["jaccard_tuned"]
+    same = Trainer(tiny(tiny_overrides, "training.epochs=3", "training.monitor=jaccard_tuned"),
+                   resume=tmp_path / "run" / "last.pt")
+    assert same.best_metric == more.best_metric  # the same monitor: its best carries over

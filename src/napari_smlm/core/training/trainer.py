@@ -300,6 +300,12 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.step = int(state["step"])
         self.best_metric = float(state["best_metric"])
+        if state.get("monitor") not in (None, self.monitor):
+            # best.pt was chosen by another metric: its value says nothing about this one
+            self.best_metric = -math.inf if self.mode == "max" else math.inf
+            if self.is_main:
+                print(f"note: {path} chose best.pt by {state['monitor']}; this run monitors {self.monitor}, "
+                      "so the next best.pt is chosen afresh", file=sys.stderr)
         self.epochs_since_improvement = int(state.get("epochs_since_improvement", 0))
         self.history = list(state.get("history", []))
         rng = state.get("rng", {})
