@@ -44,7 +44,7 @@ def tune_threshold(state: dict, thresholds=None) -> tuple[float, list[tuple[floa
     from ..evaluation import match, metrics_from_match
     from ..training.checkpoint import model_from_checkpoint
     from ..training.data import simulated_validation_set
-    from ..training.trainer import scale_input
+    from ..training.trainer import TUNED_THRESHOLDS, scale_input
     from .postprocess import filter_table, maps_to_candidates
 
     cfg = from_dict(Config, state["config"])
@@ -68,7 +68,7 @@ def tune_threshold(state: dict, thresholds=None) -> tuple[float, list[tuple[floa
     classes = [np.nonzero((density >= lo) & (density < hi))[0] for lo, hi in zip(DENSITY_CLASSES[:-1], DENSITY_CLASSES[1:])]
     classes = [c for c in classes if c.size]
     scores = []
-    for t in thresholds if thresholds is not None else np.round(np.arange(0.1, 0.91, 0.05), 2):
+    for t in thresholds if thresholds is not None else TUNED_THRESHOLDS:
         sel = filter_table(pred, float(t))
         js, var = [], 0.0
         for windows in classes:
