@@ -18,19 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from napari_smlm.core.camera import Camera
 from napari_smlm.core.evaluation import evaluate
 from napari_smlm.core.inference import LocalizationModel
+from napari_smlm.core.io import read_table
 from napari_smlm.core.localize import localize
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "foreign"
-
-
-def ground_truth(folder: Path) -> dict:
-    g = np.loadtxt(folder / "emitters.csv", delimiter=",", skiprows=1, ndmin=2)
-    return {"frame": g[:, 0].astype(int) - 1, "x": g[:, 1], "y": g[:, 2], "z": g[:, 3], "photons": g[:, 4]}
 
 
 def main() -> None:
@@ -52,7 +46,7 @@ def main() -> None:
         c = truth["camera"]
         camera = Camera(baseline=c["baseline_adu"], e_per_adu=c["e_per_adu"], em_gain=c["em_gain"], qe=c["qe"],
                         read_noise_e=c["read_noise_e"], kind=c["kind"]) if args.true_camera else "estimate"
-        gt = ground_truth(folder)
+        gt = read_table(str(folder / "emitters.csv"))
         for name, lm in models.items():
             res = localize(str(folder / "movie.tif"), model=lm, camera=camera, pixel_size_nm=truth["pixel_size_nm"])
             m = evaluate(res.table(), gt, 250.0, 500.0)[0]

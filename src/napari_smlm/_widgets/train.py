@@ -373,13 +373,12 @@ class TrainWidget(MovieFields, DockForm, Container):
                 self._draw()
         elif kind == "validation":
             m = event["metrics"]
-            self.val.append((event["epoch"] + 1, m["jaccard"], m.get("jaccard_tuned", float("nan"))))
+            self.val.append((event["epoch"] + 1, m["jaccard"], m["jaccard_tuned"]))
             if event.get("improved") and self.trainer is not None:
                 self.best_checkpoint = str(self.trainer.run_dir / "best.pt")
             axial = f", axial {m['rmse_ax']:.1f} nm" if "efficiency_3d" in m else ""
-            tuned = (f" ({m['jaccard_tuned']:.3f} at its best threshold {m['threshold_tuned']:g})"
-                     if "jaccard_tuned" in m else "")
-            self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f}{tuned}, "
+            self._val_text = (f"epoch {event['epoch'] + 1}: validation Jaccard {m['jaccard']:.3f} "
+                              f"({m['jaccard_tuned']:.3f} at its best threshold {m['threshold_tuned']:g}), "
                               f"RMSE {m['rmse_lat']:.1f} nm{axial}")
             self._draw()
         elif kind == "end":

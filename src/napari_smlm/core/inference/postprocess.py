@@ -136,11 +136,6 @@ def _fine_grid_candidates(output, ch, scaling, cell_nm, frame_offset, min_prob, 
         "bg": (output[b, ch["bg"], r, c].float() * scaling.background).cpu().numpy() if "bg" in ch else np.full(len(b), np.nan),
         "prob": mass[b, 0, r, c].clamp(max=1.0).cpu().numpy(),
     }
-    if "sigma_x" in ch:  # σ's in the fine grid's cells, probability-weighted as the positions
-        table["sigma_x"] = (mean(chan("sigma_x")) * cell_nm).cpu().numpy()
-        table["sigma_y"] = (mean(chan("sigma_y")) * cell_nm).cpu().numpy()
-        table["sigma_z"] = (mean(chan("sigma_z")) * scaling.z_nm).cpu().numpy()
-        table["sigma_photons"] = (mean(chan("sigma_photons")) * scaling.photons).cpu().numpy()
     return table
 
 

@@ -72,7 +72,11 @@ class SMLMModel(nn.Module):
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         frames, h, w = self.pad_to_stride(frames)
-        return self._forward(frames)[..., :h, :w]
+        return self._crop(self._forward(frames), h, w)
+
+    def _crop(self, out: torch.Tensor, h: int, w: int):
+        """The output of a padded input back to the input's ``h`` x ``w`` pixels."""
+        return out[..., :h, :w]
 
     def _forward(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

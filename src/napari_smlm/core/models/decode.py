@@ -166,7 +166,11 @@ class DoubleMUnet(_HeadedModel):
         if k != self.frame_window:
             raise ValueError(f"{self.architecture}: expected {self.frame_window} frames per window, got {k}")
         feats = self.shared(frames.reshape(b * k, 1, h, w)).reshape(b, -1, h, w)
-        return self._apply_heads(self.union(feats))
+        return self._decode(self.union(feats))
+
+    def _decode(self, features: torch.Tensor):
+        """The union U-Net's features -> the output (subclasses add to the heads)."""
+        return self._apply_heads(features)
 
     def forward_block(self, block, index):
         # The shared U-Net sees one frame at a time: run it once per frame of the
@@ -175,7 +179,7 @@ class DoubleMUnet(_HeadedModel):
         feats = self.shared(block.unsqueeze(1))  # (F, C, H, W)
         b, k = index.shape
         windows = feats[index.reshape(-1)].reshape(b, k * feats.shape[1], *feats.shape[-2:])
-        return self._apply_heads(self.union(windows))[..., :h, :w]
+        return self._crop(self._decode(self.union(windows)), h, w)
 
 
 @register_model("sigma_munet")

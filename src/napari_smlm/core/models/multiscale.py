@@ -240,9 +240,9 @@ class MultiScaleMUNet(SigmaMUNet):
     def output_scale(self) -> int:
         return self.fine_scale
 
-    def _two_scales(self, feats: torch.Tensor) -> dict:
+    def _decode(self, feats: torch.Tensor) -> dict:
         coarse = self._apply_heads(feats)
-        cond = torch.cat([torch.sigmoid(coarse[:, :1]), coarse[:, 1:]], 1)
+        cond = MultiScaleVAR.as_condition(coarse)  # p as a probability, the rest as predicted
         s = self.fine_scale
         if self.fine_mode == "shuffle":
             raw = F.pixel_shuffle(self.fine(torch.cat([feats, cond], 1)), s)
@@ -258,18 +258,3 @@ class MultiScaleMUNet(SigmaMUNet):
         if self.training and torch.is_grad_enabled():
             return {"scales": maps}
         return maps[self.fine_scale]
-
-    def forward(self, frames: torch.Tensor):
-        frames, h, w = self.pad_to_stride(frames)
-        b, k, hp, wp = frames.shape
-        if k != self.frame_window:
-            raise ValueError(f"{self.architecture}: expected {self.frame_window} frames per window, got {k}")
-        feats = self.shared(frames.reshape(b * k, 1, hp, wp)).reshape(b, -1, hp, wp)
-        return self._crop(self._two_scales(self.union(feats)), h, w)
-
-    def forward_block(self, block, index):
-        block, h, w = self.pad_to_stride(block)
-        feats = self.shared(block.unsqueeze(1))
-        b, k = index.shape
-        windows = feats[index.reshape(-1)].reshape(b, k * feats.shape[1], *feats.shape[-2:])
-        return self._crop(self._two_scales(self.union(windows)), h, w)
