@@ -2,7 +2,7 @@
 # Train (or continue training) a bundled 2D model and copy its weights into the
 # package. Rerunnable: with runs/<run>/last.pt present it resumes.
 #   scripts/train_bundled_model.sh [default|fast|fast_v2] [--set KEY=VALUE ...]
-# default: configs/default_2d_v2.yaml (SigmaMUNet; the bundled default since model v2),
+# default: configs/default_2d.yaml (SigmaMUNet; model v2, the bundled default),
 # fast: configs/fast_2d.yaml (FastNet), fast_v2: configs/fast_2d_v2.yaml (the fast
 # preset's successor; it trains and stops: it replaces the bundled fast model only by
 # hand, after benchmarks/run.py says it should).
@@ -19,7 +19,7 @@ if [ $# -gt 0 ] && [[ "$1" != -* ]]; then
     shift
 fi
 case "$name" in
-    default) config=configs/default_2d_v2.yaml run=runs/default_2d_v2 bundled=src/napari_smlm/models/default_2d.pt ;;
+    default) config=configs/default_2d.yaml run=runs/default_2d bundled=src/napari_smlm/models/default_2d.pt ;;
     fast) config=configs/fast_2d.yaml run=runs/fast_2d bundled=src/napari_smlm/models/fast_2d.pt ;;
     fast_v2) config=configs/fast_2d_v2.yaml run=runs/fast_2d_v2 bundled= ;;
     *) echo "train_bundled_model.sh: expected 'default', 'fast' or 'fast_v2', got '$name'" >&2; exit 2 ;;

@@ -3,7 +3,7 @@ import yaml
 
 from napari_smlm.core.config import Config, ConfigError, apply_overrides, from_dict, load_config, save_config, to_dict
 
-from .conftest import CONFIGS
+from .conftest import CONFIGS, ROOT
 
 
 @pytest.mark.parametrize("name", ["smoke", "default_2d", "decode_reference", "multiscale_var", "fusion_unet",
@@ -12,6 +12,17 @@ def test_shipped_configs_load(name):
     cfg = load_config(CONFIGS / f"{name}.yaml")
     assert isinstance(cfg, Config)
     assert cfg.model.frame_window % 2 == 1
+
+
+def test_configs_named_by_scripts_exist():
+    # scripts/train_bundled_model.sh named default_2d_v2.yaml for a session after that
+    # config had become default_2d.yaml: every config a script names must load.
+    import re
+
+    for script in sorted((ROOT / "scripts").glob("*.sh")):
+        for name in re.findall(r"configs/([\w.-]+\.yaml)", script.read_text()):
+            assert (ROOT / "configs" / name).is_file(), f"{script.name} names configs/{name}, which does not exist"
+            load_config(ROOT / "configs" / name)
 
 
 def test_negative_batch_size_names_key_and_expectation(tmp_path):
