@@ -60,7 +60,7 @@ def test_run_windows_progress_cancel_and_edges():
     lm = small_model()
     movie = (np.random.default_rng(0).random((23, 32, 32)) * 100).astype(np.float32)
     calls = []
-    infer = Infer(lm, device="cpu", batch_size=5)
+    infer = Infer(lm, device="cpu", batch_size=5, skip_empty=False)  # noise: nothing above background
     out = infer.run(movie, camera=None, progress=lambda d, t: calls.append((d, t)), min_prob=0.0)
     assert calls[-1] == (23, 23) and len(calls) == 5
     assert set(np.unique(out["frame"])) <= set(range(23))
@@ -144,7 +144,7 @@ def test_batchwise_nms_equals_nms_of_the_whole_table():
 
     lm = small_model()
     movie = (np.random.default_rng(1).random((9, 24, 24)) * 100).astype(np.float32)
-    infer = Infer(lm, device="cpu", batch_size=2)
+    infer = Infer(lm, device="cpu", batch_size=2, skip_empty=False)  # noise: nothing above background
     whole = infer.run(movie, camera=None, min_prob=0.0)
     expected = select_rows(whole, non_maximum_suppression(whole, 150.0))
     batched = infer.run(movie, camera=None, min_prob=0.0, nms_radius_nm=150.0)
@@ -202,3 +202,67 @@ def test_precision_and_threads():
     b = torch.sigmoid(Infer(lm, device="cpu", precision="bf16").predict_maps(movie)[:, 0])
     diff = (a - b).abs().max().item()
     assert 0 < diff < 0.05, diff  # reduced arithmetic, not another model
+
+
+def _cell_movie(size=128, radius=14, frames=24, background=50.0, fiducial=None, seed=3):
+    """An EMCCD movie (ADU) whose molecules lie in a disc in the middle of the field (a
+    cell), optionally with a fiducial bead on in every frame; and its truth in nm."""
+    from napari_smlm.core.config import load_config
+    from napari_smlm.core.simulation import EmitterTable, Simulator
+
+    from .conftest import CONFIGS
+
+    cfg = load_config(CONFIGS / "default_2d_v1.yaml", [
+        f"simulation.frame_size=[{size},{size}]", "simulation.emitters.density_per_um2=[3,3]",
+        "simulation.psf.sigma_nm=[130,130]", f"simulation.emitters.background=[{background},{background}]",
+        "simulation.emitters.background_gradient=0.5", "simulation.emitters.photons=[1000,5000]"])
+    sim = Simulator(cfg.simulation, seed=seed)
+    table = sim.sample_emitters(1, frames)
+    table = table.select((table.x_px - size / 2) ** 2 + (table.y_px - size / 2) ** 2 < radius ** 2)
+    if fiducial is not None:
+        n = torch.full((frames,), 1.0)
+        bead = EmitterTable(seq=torch.zeros(frames, dtype=torch.long), frame=torch.arange(frames),
+                            id=torch.full((frames,), -1), x_px=n * fiducial[0], y_px=n * fiducial[1], z_nm=n * 0,
+                            photons=n * 3000, sigma_px=n * 1.3)
+        table = EmitterTable(*[torch.cat([getattr(table, k), getattr(bead, k)]) for k in
+                               ("seq", "frame", "id", "x_px", "y_px", "z_nm", "photons", "sigma_px")])
+    movie = sim.camera.forward(sim.render(table, 1, frames)[0] + sim.sample_background(1)[0], sim.generator)
+    return movie.numpy(), sim.camera
+
+
+def test_active_region_is_the_cell_and_its_margin_and_keeps_a_fiducial():
+    from napari_smlm.core.inference.runner import active_region
+
+    movie, camera = _cell_movie()
+    photons = camera.to_photons(torch.from_numpy(movie).float())
+    r0, r1, c0, c1 = active_region(photons, margin=20, stride=4)
+    # the disc spans 50..78 px (radius 14 about 64): grown by 20 px (+ a PSF's wings), starts on the stride
+    assert 20 <= r0 <= 32 and r0 % 4 == 0 and 96 <= r1 <= 106, (r0, r1)
+    assert 20 <= c0 <= 32 and 96 <= c1 <= 106, (c0, c1)
+    # a bead on in every frame is in the per-pixel median, not above it: still found
+    movie, camera = _cell_movie(fiducial=(115.3, 10.6))
+    r0, r1, c0, c1 = active_region(camera.to_photons(torch.from_numpy(movie).float()), margin=20, stride=4)
+    assert r0 == 0 and c1 == 128 and c0 <= 32 and r1 <= 106
+    # nothing but noise: nothing to run; a cell filling most of the field: the whole frame
+    noise = camera.to_photons(torch.from_numpy(camera.forward(torch.full((24, 128, 128), 50.0)).numpy()).float())
+    assert active_region(noise, margin=20, stride=4) == (0, 0, 0, 0)
+    assert active_region(photons[:5], margin=20, stride=4) is None  # too few frames for a median
+    big, camera = _cell_movie(radius=50)
+    assert active_region(camera.to_photons(torch.from_numpy(big).float()), margin=20, stride=4) is None
+
+
+def test_skipping_empty_regions_gives_the_whole_frames_localizations():
+    lm = LocalizationModel.load("fast")
+    movie, camera = _cell_movie(size=160, radius=16, frames=40, fiducial=(140.2, 20.7))
+    timings, whole_t = {}, {}
+    skipped = Infer(lm, device="cpu", threads=1).run(movie, camera=camera, timings=timings)
+    whole = Infer(lm, device="cpu", threads=1, skip_empty=False).run(movie, camera=camera, timings=whole_t)
+    assert timings["pixels_run"] < 0.6 * timings["pixels"] and whole_t["pixels_run"] == whole_t["pixels"]
+    keep = lambda t: {k: v[t["prob"] >= lm.detection_threshold] for k, v in t.items()}  # noqa: E731
+    a, b = keep(skipped), keep(whole)
+    assert len(b["x"]) > 300 and abs(len(a["x"]) - len(b["x"])) <= 0.01 * len(b["x"])
+    assert ((np.hypot(a["x"] - 14020, a["y"] - 2070) < 100).sum() == 40)  # the bead, in every frame
+    from napari_smlm.core.evaluation import evaluate
+
+    m, _ = evaluate(a, b, tolerance_nm=5.0, check=False, frame_check=False, unit_check=False)
+    assert m["jaccard"] > 0.98 and m["rmse_lat"] < 1.0, m

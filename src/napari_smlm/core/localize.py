@@ -78,6 +78,7 @@ def localize(
     metadata: Optional[dict] = None,
     precision: str = "auto",
     threads: Optional[int] = None,
+    skip_empty: bool = True,
 ) -> LocalizeResult:
     """Localize molecules in ``movie`` (a path or a (T, Y, X) array in ADU).
 
@@ -110,7 +111,7 @@ def localize(
 
     # Built first: it checks device, batch size and memory budget before long work.
     infer = Infer(lm, device=device, batch_size=batch_size, max_memory_gb=max_memory_gb, tile_size=tile_size,
-                  precision=precision, threads=threads)
+                  precision=precision, threads=threads, skip_empty=skip_empty)
     report = None
     if isinstance(camera, str) and camera == "estimate":
         camera, report = camera_for_movie(movie, metadata, **(estimate_kwargs or {}))
