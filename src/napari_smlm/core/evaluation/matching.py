@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["match_frame", "match", "MatchResult", "metrics_from_match"]
 
@@ -35,6 +34,10 @@ def match_frame(pred_xyz: np.ndarray, gt_xyz: np.ndarray, tolerance_nm: float, t
     # Pairs outside the tolerance get a cost no allowed assignment can beat.
     big = 1e9
     cost = np.where(allowed, np.sqrt(lateral**2 + axial**2), big)
+    # imported here: scipy.optimize costs ~0.5 s to import, and localize (which imports the
+    # trainer's module for checkpoints) never matches
+    from scipy.optimize import linear_sum_assignment
+
     rows, cols = linear_sum_assignment(cost)
     keep = allowed[rows, cols]
     return rows[keep], cols[keep]
