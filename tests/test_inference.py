@@ -204,21 +204,23 @@ def test_precision_and_threads():
     assert 0 < diff < 0.05, diff  # reduced arithmetic, not another model
 
 
-def _cell_movie(size=128, radius=14, frames=24, background=50.0, fiducial=None, seed=3):
+def _cell_movie(size=128, radius=14, frames=24, background=50.0, fiducial=None, seed=3, photons=(1000, 5000),
+                density=3.0):
     """An EMCCD movie (ADU) whose molecules lie in a disc in the middle of the field (a
-    cell), optionally with a fiducial bead on in every frame; and its truth in nm."""
+    cell; radius None: everywhere), optionally with a fiducial bead on in every frame."""
     from napari_smlm.core.config import load_config
     from napari_smlm.core.simulation import EmitterTable, Simulator
 
     from .conftest import CONFIGS
 
     cfg = load_config(CONFIGS / "default_2d_v1.yaml", [
-        f"simulation.frame_size=[{size},{size}]", "simulation.emitters.density_per_um2=[3,3]",
+        f"simulation.frame_size=[{size},{size}]", f"simulation.emitters.density_per_um2=[{density},{density}]",
         "simulation.psf.sigma_nm=[130,130]", f"simulation.emitters.background=[{background},{background}]",
-        "simulation.emitters.background_gradient=0.5", "simulation.emitters.photons=[1000,5000]"])
+        "simulation.emitters.background_gradient=0.5", f"simulation.emitters.photons=[{photons[0]},{photons[1]}]"])
     sim = Simulator(cfg.simulation, seed=seed)
     table = sim.sample_emitters(1, frames)
-    table = table.select((table.x_px - size / 2) ** 2 + (table.y_px - size / 2) ** 2 < radius ** 2)
+    if radius is not None:
+        table = table.select((table.x_px - size / 2) ** 2 + (table.y_px - size / 2) ** 2 < radius ** 2)
     if fiducial is not None:
         n = torch.full((frames,), 1.0)
         bead = EmitterTable(seq=torch.zeros(frames, dtype=torch.long), frame=torch.arange(frames),
@@ -243,12 +245,21 @@ def test_active_region_is_the_cell_and_its_margin_and_keeps_a_fiducial():
     movie, camera = _cell_movie(fiducial=(115.3, 10.6))
     r0, r1, c0, c1 = active_region(camera.to_photons(torch.from_numpy(movie).float()), margin=20, stride=4)
     assert r0 == 0 and c1 == 128 and c0 <= 32 and r1 <= 106
-    # nothing but noise: nothing to run; a cell filling most of the field: the whole frame
-    noise = camera.to_photons(torch.from_numpy(camera.forward(torch.full((24, 128, 128), 50.0)).numpy()).float())
-    assert active_region(noise, margin=20, stride=4) == (0, 0, 0, 0)
+    # too few bright molecules to map anything (noise; a dim movie), or a cell filling most
+    # of the field: the whole frame
+    noise = camera.to_photons(camera.forward(torch.full((24, 128, 128), 50.0), torch.Generator().manual_seed(0)))
+    assert active_region(noise, margin=20, stride=4) is None
+    few = torch.cat([photons[:1], noise[1:]])  # the cell's ~18 molecules of one frame only
+    assert active_region(few, margin=20, stride=4) is None
     assert active_region(photons[:5], margin=20, stride=4) is None  # too few frames for a median
     big, camera = _cell_movie(radius=50)
     assert active_region(camera.to_photons(torch.from_numpy(big).float()), margin=20, stride=4) is None
+    # molecules everywhere, too dim for a threshold noise never crosses (the network still
+    # finds most of them), or so dense that the medians hold them: never a box (a first
+    # version cut these to the few bright molecules' box and lost most of the rest)
+    for kw in (dict(photons=(300, 1000), background=100.0, density=0.1), dict(density=4.0)):
+        movie, camera = _cell_movie(radius=None, size=64, frames=34, **kw)
+        assert active_region(camera.to_photons(torch.from_numpy(movie).float()), margin=20, stride=4) is None, kw
 
 
 def test_skipping_empty_regions_gives_the_whole_frames_localizations():

@@ -206,22 +206,28 @@ ACTIVE_SIGMA = 8.0
 ACTIVE_BIN = 4
 ACTIVE_MARGIN_PX = 32
 ACTIVE_MIN_FRAMES = 8
+ACTIVE_MIN_EVENTS = 100  # frame-bin pairs; a molecule makes 1-4 (the 2x2-bin sums overlap)
 ACTIVE_MAX_FRACTION = 0.8
 
 
 def active_region(block: torch.Tensor, margin: int, stride: int = 1) -> Optional[tuple[int, int, int, int]]:
     """Rows and columns ``(r0, r1, c0, c1)`` of a chunk of frames (F, H, W, photons) that
-    hold anything above background, grown by ``margin`` and put on the ``stride`` grid;
-    ``(0, 0, 0, 0)`` when nothing in the chunk is; None when the whole frame is to be
-    used (most of it active, or too few frames for a per-pixel median).
+    hold what rises above background, grown by ``margin`` and put on the ``stride`` grid;
+    None: use the whole frame.
 
-    Measured on 4x4-pixel bins (a box with a 32-px margin needs no finer grid, and it is
-    16 times less work: ~12 ms per 34 frames of 256x256 on one core, 3 % of the fast
-    model's time): a bin is active where a frame's 2x2-bin sum (8x8 px, which holds
-    nearly all of a molecule's photons wherever it sits) rises above that sum's median
-    over the chunk by ACTIVE_SIGMA robust standard deviations (of the field, or of the bin
-    over time where larger), or where the median itself stands out of its surroundings
-    (a fiducial bead, on in every frame).
+    A molecule the network can find may be too dim for any threshold that noise never
+    crosses, so a box is trusted only where bright molecules map the structure: at least
+    ACTIVE_MIN_EVENTS of them in the chunk, all inside it (a cell), and it is None
+    otherwise — on a uniform field of molecules the box is the frame, on a dim movie too
+    few rise. Measured on 4x4-pixel bins (a box with a 32-px margin needs no finer grid,
+    and it is 16 times less work: ~12 ms per 34 frames of 256x256 on one core): an event
+    is a frame's 2x2-bin sum (8x8 px, which holds nearly all of a molecule's photons
+    wherever it sits) above its median over the chunk by ACTIVE_SIGMA times the shot noise
+    of that median (photons, with an EMCCD's excess factor 2; on pure noise, 34 frames of
+    256x256: at most 7.7 on EMCCDs of 0.5-200 photons/px, and up to 10.6 on an sCMOS below
+    5 photons/px, whose read noise this leaves out: such events only widen the box). A bin
+    whose median stands out of its surroundings (a fiducial bead, on in every frame) is in
+    the box as well.
     """
     f, h, w = block.shape
     if f < ACTIVE_MIN_FRAMES or (2 * margin + 1) ** 2 > ACTIVE_MAX_FRACTION * h * w:
@@ -230,31 +236,20 @@ def active_region(block: torch.Tensor, margin: int, stride: int = 1) -> Optional
     x = F.pad(block.unsqueeze(1), (0, pw, 0, ph), mode="replicate")[:, 0] if ph or pw else block
     hb, wb = x.shape[1] // ACTIVE_BIN, x.shape[2] // ACTIVE_BIN
     x = x.reshape(f, hb, ACTIVE_BIN, wb, ACTIVE_BIN).sum(dim=(2, 4))
-    x = F.avg_pool2d(F.pad(x.unsqueeze(1), (0, 1, 0, 1), mode="replicate"), 2, stride=1)[:, 0]
+    x = 4 * F.avg_pool2d(F.pad(x.unsqueeze(1), (0, 1, 0, 1), mode="replicate"), 2, stride=1)[:, 0]
     median = x.median(dim=0).values
-    excess = x - median
-
-    def robust_sigma(v: torch.Tensor) -> float:
-        v = v.flatten()[:: max(1, v.numel() // 50_000)]  # a median of 50,000 values is plenty
-        return float(1.4826 * (v - v.median()).abs().median())
-
-    sigma = robust_sigma(excess)
-    if not math.isfinite(sigma) or sigma <= 0:
+    noise = torch.sqrt(2.0 * median.clamp_min(0) + 4.0 * ACTIVE_BIN**2)  # (+ 1 photon^2 per pixel)
+    events = (x - median) > ACTIVE_SIGMA * noise
+    if int(events.sum()) < ACTIVE_MIN_EVENTS:
         return None
-    # a bin's own spread over time where it is larger than the field's (an sCMOS's noisy
-    # pixels): pure noise then stays below 6 sigma (EMCCD and sCMOS, 1-200 photons/px,
-    # with and without gradients, 34 frames of 256x256: 4.7-6.0), against up to 7.8 with
-    # the field's alone
-    sigma = torch.clamp(1.4826 * excess.abs().median(dim=0).values, min=sigma)
-    active = (excess > ACTIVE_SIGMA * sigma).any(dim=0)
+    active = events.any(dim=0)
     m = median[None, None]
     spots = (m - F.avg_pool2d(m, 5, stride=1, padding=2, count_include_pad=False))[0, 0]
-    sigma_spots = robust_sigma(spots)
-    if math.isfinite(sigma_spots) and sigma_spots > 0:
-        active |= spots > ACTIVE_SIGMA * sigma_spots
+    v = spots.flatten()[:: max(1, spots.numel() // 50_000)]
+    spread = float(1.4826 * (v - v.median()).abs().median())
+    if math.isfinite(spread) and spread > 0:
+        active |= spots > ACTIVE_SIGMA * spread
     rows, cols = active.any(dim=1).nonzero(), active.any(dim=0).nonzero()
-    if len(rows) == 0:
-        return (0, 0, 0, 0)
     # bin i of the 2x2 sums covers pixels 4i .. 4i + 7
     r0 = max(0, ACTIVE_BIN * int(rows[0]) - margin) // stride * stride
     c0 = max(0, ACTIVE_BIN * int(cols[0]) - margin) // stride * stride
@@ -479,13 +474,6 @@ class Infer:
                     raise InferenceCancelled(f"cancelled after {done} of {stop - start} frames")
                 b1 = min(b0 + batch, t1 - t0)
                 tic = time.perf_counter()
-                if r1 <= r0 or c1 <= c0:  # nothing above background in this chunk
-                    tables.append(self._empty_table(h, w))
-                    done += b1 - b0
-                    b0 = b1
-                    if progress is not None:
-                        progress(done, stop - start)
-                    continue
                 try:
                     maps = self.predict_block(block[:, r0:r1, c0:c1] if region is not None else block, idx[b0:b1])
                 except (RuntimeError, MemoryError) as exc:
