@@ -277,3 +277,8 @@ def test_skipping_empty_regions_gives_the_whole_frames_localizations():
 
     m, _ = evaluate(a, b, tolerance_nm=5.0, check=False, frame_check=False, unit_check=False)
     assert m["jaccard"] > 0.98 and m["rmse_lat"] < 1.0, m
+    # what the CLI and the Localize widget report
+    from napari_smlm.core.localize import localize
+
+    assert 0.3 < localize(movie, model=lm, camera=camera, threads=1).network_share < 0.6
+    assert localize(movie, model=lm, camera=camera, threads=1, skip_empty=False).network_share is None

@@ -288,9 +288,9 @@ def cmd_localize(args) -> int:
           f"at threshold {result.threshold:g}; {n_frames / total:.0f} frames/s "
           f"(read {t.get('read', 0):.1f} s, network {t.get('network', 0):.1f} s, post-processing {t.get('postprocess', 0):.1f} s, "
           f"write {t['write']:.1f} s, batch size {t.get('batch_size')})")
-    if t.get("pixels") and t.get("pixels_run", 0) < t["pixels"]:
-        print(f"the network ran on {t['pixels_run'] / t['pixels']:.0%} of the pixels: the rest held nothing above "
-              f"background (--whole-frames to run it everywhere)")
+    if result.network_share is not None:
+        print(f"the network ran on {result.network_share:.0%} of the pixels: the box holding the molecules "
+              f"(--whole-frames to run it everywhere)")
     if args.merge:
         print(f"merged them into {len(table['frame'])} localizations "
               f"({n_localized / max(len(table['frame']), 1):.2f} frames per molecule, gap {args.merge_gap})")
@@ -568,8 +568,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "fp32, bf16, fp16 (CUDA); see docs/benchmarks/precision.md")
     p.add_argument("--threads", type=int, help="CPU threads (default: the cores other work leaves free)")
     p.add_argument("--whole-frames", action="store_true",
-                   help="run the network on every pixel (default: only where a chunk of frames holds anything "
-                        "above background, with a 32-pixel margin)")
+                   help="run the network on every pixel (default: where bright molecules map a structure, a cell "
+                        "that does not fill the field, only on its box with a 32-pixel margin)")
     p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
     p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
     p.set_defaults(func=cmd_localize)

@@ -374,10 +374,9 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         first, last = self._frames
         n = last - first
         frames = f"frame {first + 1}" if n == 1 else f"frames {first + 1}–{last}"
-        t = result.timings
-        skipped = (f" (network on {t['pixels_run'] / t['pixels']:.0%} of the pixels: the rest empty)"
-                   if t.get("pixels") and t.get("pixels_run", 0) < t["pixels"] else "")
-        self._run_info = (f"{frames} ({plural(n, 'frame')}) in {t.get('total', 0):.1f} s{skipped} "
+        share = result.network_share
+        skipped = f" (network on {share:.0%} of the pixels: the rest empty)" if share is not None else ""
+        self._run_info = (f"{frames} ({plural(n, 'frame')}) in {result.timings.get('total', 0):.1f} s{skipped} "
                           f"with {Path(result.model_source).name or 'the model'}\n"
                           f"camera: {describe_camera(result.camera, result.camera_report)}")
         if result.camera_report:

@@ -35,6 +35,13 @@ class LocalizeResult:
     timings: dict = field(default_factory=dict)
     model_source: str = ""
 
+    @property
+    def network_share(self) -> Optional[float]:
+        """The share of the pixels the network ran on, where empty regions were skipped
+        (None: it ran on every pixel)."""
+        total, run = self.timings.get("pixels", 0), self.timings.get("pixels_run", 0)
+        return run / total if total and run < total else None
+
     def table(self, threshold: Optional[float] = None, min_photons: Optional[float] = None,
               max_uncertainty_nm: Optional[float] = None) -> dict[str, np.ndarray]:
         return filter_table(self.candidates, self.threshold if threshold is None else threshold, min_photons, max_uncertainty_nm)
