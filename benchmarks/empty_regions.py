@@ -7,8 +7,9 @@ molecules (1 per um^2, 1,000-5,000 photons, sigma 130 nm, blinking) inside a dis
 radius R px in the middle of the field -- a cell -- on a uniform background of 50
 photons/px (EMCCD as benchmarks/run.py), and a movie with the molecules over the whole
 field (0.5 per um^2, nothing to skip). Each is localized by the CLI with both bundled
-models, once as it runs by default (the network only where a chunk of frames holds
-anything above background) and once with ``--whole-frames``, and by Picasso LQ at
+models, once as it runs by default (the network only on the box of the bright molecules
+when enough of them map one, see core.inference.runner.active_region) and once with
+``--whole-frames``, and by Picasso LQ at
 run.py's speed setting (box 5, min. net gradient 750) in the same run. Whole-process
 wall time (median of ``--repeats``), the share of pixels the network ran on, and
 Jaccard / lateral RMSE against the truth (250 nm tolerance). Prints a Markdown table.
@@ -94,7 +95,6 @@ def main() -> None:
             tifffile.imwrite(path, movie)
             label = "whole field, 0.5 /µm²" if radius is None else f"cell r = {radius:g} px ({radius * PX * 2 / 1000:g} µm across)"
             runs = [(m, flags) for m in args.models.split(",") for flags in ([], ["--whole-frames"])]
-            picasso_s = None
             if picasso:
                 picasso_s, _ = timed([sys.executable, "-c", PICASSO_SCRIPT.format(camera=PICASSO_CAMERA, box=5, ng=750.0),
                                       str(path), str(Path(tmp) / "p.h5")], args.repeats)
