@@ -129,6 +129,28 @@ def test_offsets_and_centroid_refinement_place_molecules():
     assert t["x"][0] == pytest.approx((5.5 + 0.5 / 1.5) * 100, abs=0.5)
 
 
+def test_neighbours_that_agree_pool_their_predictions_and_neighbours_that_differ_do_not():
+    """A molecule at x = 5.9 px, y = 3.5 px: the pixel it is in and its right-hand neighbour both see it and
+    predict 5.8 and 6.1 (p 0.9 and 0.55, so 5.91 pooled; z 100 and 200 nm, 138 pooled). Two molecules in
+    adjacent pixels (predictions a pixel apart) keep their own positions."""
+    channels = ("p", "photons", "x", "y", "z", "bg")
+    logit = lambda q: float(np.log(q / (1 - q)))  # noqa: E731
+    out = torch.zeros(1, 6, 12, 12)
+    out[0, 0] = -10.0
+    out[0, 0, 3, 5], out[0, 0, 3, 6] = logit(0.9), logit(0.55)
+    out[0, 2, 3, 5], out[0, 2, 3, 6] = 0.3, -0.4  # 5.5 + 0.3 = 5.8, 6.5 - 0.4 = 6.1
+    out[0, 4, 3, 5], out[0, 4, 3, 6] = 0.1, 0.2  # z in units of scaling.z_nm (1000 nm)
+    out[0, 0, 8, 5], out[0, 0, 8, 6] = logit(0.9), logit(0.8)  # two molecules: 5.6 and 6.6 px
+    out[0, 2, 8, 5], out[0, 2, 8, 6] = 0.1, 0.1
+    t = maps_to_candidates(out, channels, ScalingConfig(), 100.0)
+    one = np.flatnonzero(np.abs(t["y"] - 350.0) < 1)
+    assert len(one) == 1
+    assert t["x"][one[0]] == pytest.approx(100 * (0.9 * 5.8 + 0.55 * 6.1) / 1.45, abs=0.01)
+    assert t["z"][one[0]] == pytest.approx(1000 * (0.9 * 0.1 + 0.55 * 0.2) / 1.45, abs=0.01)
+    two = np.sort(t["x"][np.abs(t["y"] - 850.0) < 1])
+    assert two == pytest.approx([560.0, 660.0], abs=0.01)
+
+
 def test_nms_and_refilter():
     table = {"frame": np.array([0, 0, 0, 1]), "x": np.array([100.0, 130.0, 500.0, 110.0]),
              "y": np.array([100.0, 100.0, 100.0, 100.0]), "prob": np.array([0.6, 0.9, 0.7, 0.3]),
