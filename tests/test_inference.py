@@ -149,6 +149,12 @@ def test_neighbours_that_agree_pool_their_predictions_and_neighbours_that_differ
     assert t["z"][one[0]] == pytest.approx(1000 * (0.9 * 0.1 + 0.55 * 0.2) / 1.45, abs=0.01)
     two = np.sort(t["x"][np.abs(t["y"] - 850.0) < 1])
     assert two == pytest.approx([560.0, 660.0], abs=0.01)
+    # A neighbour that is a candidate itself is not pooled even where the two agree (one molecule
+    # found twice: non-maximum suppression decides on the unpooled positions, or pairs drift together).
+    out[0, 0, 8, 6] = logit(0.8)
+    out[0, 2, 8, 5], out[0, 2, 8, 6] = 0.3, -0.3  # 5.8 and 6.2 px: within 0.75 px of each other
+    t = maps_to_candidates(out, channels, ScalingConfig(), 100.0)
+    assert np.sort(t["x"][np.abs(t["y"] - 850.0) < 1]) == pytest.approx([580.0, 620.0], abs=0.01)
 
 
 def test_nms_and_refilter():
