@@ -143,11 +143,17 @@ class _Histogram:
         self.n = int(adu.size)
 
 
-def _nll(kind: str, g: float, lam: float, b: float, s: float, hist: _Histogram) -> float:
-    lo, h, p = _density(kind, g, lam, s)
+def _cdf(kind: str, g: float, lam: float, b: float, s: float, edges: np.ndarray,
+         span: Optional[tuple[float, float]] = None) -> np.ndarray:
+    """The model's cumulative distribution of the ADU values at ``edges``."""
+    lo, h, p = _density(kind, g, lam, s, span)
     cdf = np.concatenate([[0.0], np.cumsum(p) * h])
     grid = lo + h * np.arange(GRID + 1) - 0.5 * h  # the CDF at the cells' edges
-    f = np.interp(hist.edges - b, grid, cdf, left=0.0, right=1.0)
+    return np.interp(edges - b, grid, cdf, left=0.0, right=1.0)
+
+
+def _nll(kind: str, g: float, lam: float, b: float, s: float, hist: _Histogram) -> float:
+    f = _cdf(kind, g, lam, b, s, hist.edges)
     prob = np.maximum(np.diff(f), 1e-300)
     total = -(hist.counts * np.log(prob)).sum()
     if hist.below:
@@ -297,10 +303,7 @@ def cramer_rao(kind: str, gain: float, lam: float, baseline: float, read_adu: fl
         s = theta[3] if len(theta) > 3 else (read_e * g if kind == "scmos" else max(read_adu, MIN_READ_ADU))
         # one grid for every θ of the differences: a grid that moved with θ would put its
         # own discretisation into the derivatives
-        lo, h, p = _density(kind, g, lm, max(s, MIN_READ_ADU), span=span)
-        cdf = np.concatenate([[0.0], np.cumsum(p) * h])
-        grid = lo + h * np.arange(GRID + 1) - 0.5 * h
-        return np.diff(np.interp(edges - b, grid, cdf, left=0.0, right=1.0))
+        return np.diff(_cdf(kind, g, lm, b, max(s, MIN_READ_ADU), edges, span))
 
     theta = [gain, lam, baseline] + ([max(read_adu, MIN_READ_ADU)] if kind == "emccd" and read_free else [])
     theta = np.asarray(theta, float)

@@ -95,7 +95,7 @@ def maps_to_candidates(
         "frame": (b + frame_offset).cpu().numpy().astype(np.int64),
         "x": ((c.float() + 0.5 + dx) * pixel_size_nm).cpu().numpy(),
         "y": ((r.float() + 0.5 + dy) * pixel_size_nm).cpu().numpy(),
-        "z": (take_pooled.get("z", take("z")) * scaling.z_nm).cpu().numpy(),
+        "z": ((take_pooled["z"] if "z" in take_pooled else take("z")) * scaling.z_nm).cpu().numpy(),
         "photons": (take("photons") * scaling.photons).cpu().numpy(),
         "bg": (take("bg") * scaling.background).cpu().numpy() if "bg" in ch else np.full(len(b), np.nan),
         "prob": prob[b, r, c].cpu().numpy(),
