@@ -6,7 +6,7 @@ neighbours, so one molecule whose probability is split over two pixels counts
 once, while a second pixel above ``split_threshold`` that is not itself a local
 maximum is kept as its own molecule (two molecules in adjacent pixels).
 Positions are the pixel centre plus the predicted offset, pooled with the predictions
-of neighbouring pixels that agree with it (:func:`_pooled`).
+of neighbouring pixels that agree with it and are not candidates themselves (:func:`_pooled`).
 
 On a grid finer than the camera's (multi-scale models, ``scale`` cells per camera
 pixel) a molecule's probability spreads over several cells, since its position is
