@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -56,6 +58,58 @@ def test_forward_block_equals_forward_on_windows(name):
         assert torch.allclose(lm.model.forward_block(block, index), lm.model(block[index]), atol=1e-5)
 
 
+def test_per_frame_features_are_computed_once_across_batches():
+    lm = small_model()
+    movie = (np.random.default_rng(1).random((23, 32, 32)) * 100).astype(np.float32)
+    seen = []
+    hook = lm.model.shared.register_forward_hook(lambda mod, args, out: seen.append(args[0].shape[0]))
+    try:
+        # min_prob 0: every pixel of every map is in the table
+        pairs = Infer(lm, device="cpu", batch_size=2, skip_empty=False, precision="fp32").run(movie, camera=None,
+                                                                                               min_prob=0.0)
+        frames_through_shared = sum(seen)
+        seen.clear()
+        whole = Infer(lm, device="cpu", batch_size=23, skip_empty=False, precision="fp32").run(movie, camera=None,
+                                                                                                min_prob=0.0)
+    finally:
+        hook.remove()
+    # 12 batches of 2 windows need 4 frames each (3 of them at the movie's edges): 45
+    # without the cache; with it each of the 23 frames once.
+    assert frames_through_shared == 23 and seen == [23]
+    assert len(pairs["x"]) == len(whole["x"]) > 0
+    for key in ("frame", "x", "y", "z", "photons", "bg", "sigma_x"):
+        assert np.allclose(pairs[key], whole[key], atol=1e-4), key
+
+
+def test_heads_run_only_where_postprocessing_reads_them():
+    lm = small_model()
+    model = lm.model
+    block = torch.rand(6, 40, 44) * 10
+    index = (torch.arange(4).unsqueeze(1) + torch.arange(3)).clamp(max=5)
+    with torch.no_grad():
+        logit = model.forward_block(block, index)[:, 0]
+        # move the p head's bias so that about a third of the pixels lie above 0.1
+        model.heads["p"].net[-1].bias -= torch.quantile(logit, 0.67) - math.log(0.1 / 0.9)
+        dense = model.forward_block(block, index)
+        sparse = model.forward_block(block, index, keep_above=0.1)
+    above = torch.sigmoid(dense[:, 0]) > 0.1
+    assert 0.2 < above.float().mean() < 0.5
+    assert torch.equal(sparse[:, 0], dense[:, 0])
+    on, off = sparse.permute(0, 2, 3, 1)[above], sparse.permute(0, 2, 3, 1)[~above]
+    assert torch.allclose(on, dense.permute(0, 2, 3, 1)[above], atol=1e-5)
+    assert (off[:, 1:] == 0).all() and not (dense.permute(0, 2, 3, 1)[~above][:, 1:] == 0).all()
+    # so run() finds the same molecules with or without them
+    movie = block.numpy() * 10
+    tables = []
+    for sparse_heads in (True, False):
+        infer = Infer(lm, device="cpu", skip_empty=False, precision="fp32")
+        infer.sparse_heads = sparse_heads
+        tables.append(infer.run(movie, camera=None))
+    assert len(tables[0]["x"]) == len(tables[1]["x"]) > 100
+    for key in tables[0]:
+        assert np.allclose(tables[0][key], tables[1][key], atol=1e-4), key
+
+
 def test_run_windows_progress_cancel_and_edges():
     lm = small_model()
     movie = (np.random.default_rng(0).random((23, 32, 32)) * 100).astype(np.float32)
@@ -84,11 +138,11 @@ def test_out_of_memory_backs_off(monkeypatch):
     real = infer.predict_block
     sizes = []
 
-    def flaky(block, index):
+    def flaky(block, index, *hints):
         sizes.append(len(index))
         if len(index) > 2:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(block, index)
+        return real(block, index, *hints)
 
     monkeypatch.setattr(infer, "predict_block", flaky)
     timings = {}

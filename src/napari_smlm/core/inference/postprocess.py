@@ -24,7 +24,11 @@ import torch.nn.functional as F
 
 from ..config import ScalingConfig
 
-__all__ = ["spatial_integration", "maps_to_candidates", "non_maximum_suppression", "filter_table", "select_rows"]
+__all__ = ["spatial_integration", "maps_to_candidates", "non_maximum_suppression", "filter_table", "select_rows",
+           "RAW_THRESHOLD"]
+
+# Pixels at or below this probability are neither candidates nor pooled with one.
+RAW_THRESHOLD = 0.1
 
 def _plus_sum(x: torch.Tensor) -> torch.Tensor:
     """Each pixel plus its four neighbours (zero outside the frame), for (..., H, W).
@@ -42,7 +46,7 @@ def _max_3x3(x: torch.Tensor) -> torch.Tensor:
     return torch.maximum(torch.maximum(q[..., :-2, :], q[..., 1:-1, :]), q[..., 2:, :])
 
 
-def spatial_integration(p: torch.Tensor, raw_threshold: float = 0.1, split_threshold: float = 0.6) -> torch.Tensor:
+def spatial_integration(p: torch.Tensor, raw_threshold: float = RAW_THRESHOLD, split_threshold: float = 0.6) -> torch.Tensor:
     """(B, H, W) probabilities -> (B, H, W) integrated probabilities (0 off candidates)."""
     p4 = p.unsqueeze(1)
     clipped = torch.where(p4 > raw_threshold, p4, torch.zeros_like(p4))
@@ -61,7 +65,7 @@ def maps_to_candidates(
     scaling: ScalingConfig,
     pixel_size_nm: float,
     frame_offset: int = 0,
-    raw_threshold: float = 0.1,
+    raw_threshold: float = RAW_THRESHOLD,
     split_threshold: float = 0.6,
     min_prob: float = 0.1,
     scale: int = 1,

@@ -24,7 +24,7 @@ from ..config import CameraConfig, ScalingConfig, from_dict
 from ..models import SMLMModel
 from ..utils import cpu_has_bf16
 from ..training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from .postprocess import maps_to_candidates, non_maximum_suppression, select_rows
+from .postprocess import RAW_THRESHOLD, maps_to_candidates, non_maximum_suppression, select_rows
 
 __all__ = [
     "LocalizationModel", "Infer", "InferenceCancelled", "resolve_model_path", "BUNDLED_MODELS", "available_memory_bytes",
@@ -195,6 +195,33 @@ def free_cores(sample_s: float = 0.1) -> int:
     return max(1, min(cores, int(cores - busy_elsewhere / sample_s + 0.5)))
 
 
+def trim_heap() -> None:
+    """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``;
+    nothing where there is no glibc).
+
+    Why: inference allocates and frees tens of MB per batch in varying sizes, which
+    glibc's heap keeps: the resident memory of the default model crept up with the
+    movie (`napari-smlm localize`, 1,000 frames of 256x256: 475 -> 555 MB, peak 580 MB).
+    Called once per chunk of ~32 frames it held at ~480 MB (peak 505 MB), but each call
+    costs ~40 ms (the pages are faulted in again): the fast model lost 1-1.5 s of its
+    10 s, hence at most every ``TRIM_EVERY_S`` (after every batch it cost the default
+    model a quarter of its time)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+TRIM_EVERY_S = 5.0
+
+
 # Empty-region skipping (issue 13: "a cell rarely fills the field"): the network sees only
 # the bounding box of what a chunk of frames holds above background (active_region),
 # grown by a margin. Why not the network's receptive radius as the margin (72 px for the
@@ -326,6 +353,9 @@ class Infer:
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.skip_empty = bool(skip_empty)
+        # run(): the heads other than p only where post-processing reads them (False:
+        # everywhere; the same table, for measuring what it saves)
+        self.sparse_heads = True
         self.skip_margin = min(model.halo, ACTIVE_MARGIN_PX)
 
     # ------------------------------------------------------------------ sizing
@@ -380,9 +410,14 @@ class Infer:
         return self.predict_block(windows.reshape(b * k, h, w), torch.arange(b * k).reshape(b, k))
 
     @torch.inference_mode()
-    def predict_block(self, block: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def predict_block(self, block: torch.Tensor, index: torch.Tensor, caches: Optional[dict] = None,
+                      keep_above: Optional[float] = None) -> torch.Tensor:
         """Frames (F, H, W) photons and windows ``index`` (B, K) into them ->
-        (B, C, H, W) network output, tiled when the frames are large."""
+        (B, C, H, W) network output, tiled when the frames are large.
+
+        ``caches``: a dict kept across calls on the same ``block`` (per-frame features
+        computed once); ``keep_above``: channels other than ``p`` are only needed where
+        the probability exceeds it (see :meth:`SMLMModel.forward_block`)."""
         sc = self.lm.scaling
         h, w = block.shape[-2:]
         b = index.shape[0]
@@ -392,10 +427,12 @@ class Infer:
         tiles = self._tiles(h, w)
         f = self.model.output_scale  # output cells per camera pixel
         out = None
-        for rows, cols, orow, ocol in tiles:
+        for i, (rows, cols, orow, ocol) in enumerate(tiles):
             x = ((block[:, rows, cols] - sc.input_offset) / sc.input_scale).to(self.device, non_blocking=True)
+            cache = None if caches is None else caches.setdefault(i, {})
             with self._autocast():
-                y = self.model.forward_block(x, index.to(self.device)).float()
+                y = self.model.forward_block(x, index.to(self.device), cache=cache, frame_ids=frames_needed,
+                                             keep_above=keep_above).float()
             if len(tiles) == 1:
                 return y
             if out is None:
@@ -445,9 +482,13 @@ class Infer:
             # auto sizing was per tile; one batch of windows holds whole frames in host memory
             batch = max(1, min(batch, (self.max_memory_bytes or available_memory_bytes(torch.device("cpu")) // 4) // (4 * k * h * w)))
         chunk = max(batch, 32)
+        # Post-processing reads the channels other than p only above its raw threshold
+        # (min_prob 0 asks for every pixel).
+        keep_above = RAW_THRESHOLD if self.sparse_heads and self.model.output_scale == 1 and min_prob > 0 else None
         tables = []
         done = 0
         t0 = start
+        last_trim = time.perf_counter()
         while t0 < stop:
             t1 = min(t0 + chunk, stop)
             tic = time.perf_counter()
@@ -464,6 +505,7 @@ class Infer:
             idx = torch.arange(t0, t1).unsqueeze(1) + torch.arange(-c, c + 1).unsqueeze(0)
             idx = idx.clamp(0, n_total - 1) - lo
             region = active_region(block, self.skip_margin, self.model.stride) if self.skip_empty else None
+            caches: dict = {}  # per-frame features of this chunk's frames, by tile
             r0, r1, c0, c1 = region if region is not None else (0, h, 0, w)
             timings["pixels"] += (t1 - t0) * h * w
             timings["pixels_run"] += (t1 - t0) * (r1 - r0) * (c1 - c0)
@@ -475,7 +517,8 @@ class Infer:
                 b1 = min(b0 + batch, t1 - t0)
                 tic = time.perf_counter()
                 try:
-                    maps = self.predict_block(block[:, r0:r1, c0:c1] if region is not None else block, idx[b0:b1])
+                    maps = self.predict_block(block[:, r0:r1, c0:c1] if region is not None else block, idx[b0:b1],
+                                              caches, keep_above)
                 except (RuntimeError, MemoryError) as exc:
                     if not _is_oom(exc) or batch == 1:
                         raise
@@ -500,6 +543,9 @@ class Infer:
                 if progress is not None:
                     progress(done, stop - start)
             t0 = t1
+            if self.device.type == "cpu" and time.perf_counter() - last_trim > TRIM_EVERY_S:
+                trim_heap()
+                last_trim = time.perf_counter()
         timings["batch_size"] = batch
         if not tables:
             return self._empty_table(h, w)

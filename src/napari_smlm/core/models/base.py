@@ -81,11 +81,19 @@ class SMLMModel(nn.Module):
     def _forward(self, frames: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def forward_block(self, block: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward_block(self, block: torch.Tensor, index: torch.Tensor, cache: dict | None = None,
+                      frame_ids: torch.Tensor | None = None, keep_above: float | None = None) -> torch.Tensor:
         """Predict windows of a movie block: ``block`` (F, H, W), ``index`` (B, K)
         frame indices into the block per window -> (B, C, H, W). Equal to
         ``self(block[index])``; models whose first stage works per frame override it
-        to compute that stage once per frame instead of once per window."""
+        to compute that stage once per frame instead of once per window.
+
+        Inference hints a model may use or ignore: ``cache``, a dict the caller keeps
+        across calls on the same frames, whose ``frame_ids`` (F,) name the block's
+        frames in ascending order, each call's windows following the last's (per-frame
+        work done once per frame across calls); ``keep_above``, a
+        detection probability below which the caller reads nothing but ``p`` (other
+        channels may be left 0 there)."""
         return self(block[index])
 
     def pad_to_stride(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import SMLMModel, register_model
@@ -53,13 +54,64 @@ class _HeadedModel(SMLMModel):
             names += ["bg"]
         self.output_channels = tuple(names)
 
-    def _apply_heads(self, features: torch.Tensor) -> torch.Tensor:
+    def _apply_heads(self, features: torch.Tensor, keep_above: float | None = None) -> torch.Tensor:
+        """The heads on the trunk's features -> (B, C, H, W). ``keep_above`` (inference
+        only): the other heads only where the detection probability exceeds it
+        (:meth:`_sparse_heads`); None: everywhere."""
         if torch.is_grad_enabled():
             raw = {k: head(features) for k, head in self.heads.items()}
+        elif keep_above is not None:
+            return self._sparse_heads(features, keep_above)
         else:
             raw = self._fused_heads(features)
         out = _activate(raw)
         return torch.cat([out[k] for k in self.heads.keys()], dim=1)
+
+    def _sparse_heads(self, features: torch.Tensor, keep_above: float) -> torch.Tensor:
+        """Inference: the p head everywhere, the other heads only at pixels whose
+        probability exceeds ``keep_above``; their channels are 0 elsewhere.
+
+        Post-processing reads nothing else (candidates and the neighbours pooled with
+        them are all above its raw threshold), and such pixels are a few per cent of a
+        frame, so the other heads' 3x3 convolution (4/5 of the heads' work) runs as one
+        matrix product on the 3x3 patches of those pixels: the same arithmetic at the
+        same pixels as the dense convolution. A gather and a matrix product rather than
+        a sparse-convolution library: torch has none for CPU inference, and this is it.
+        """
+        heads = list(self.heads.values())
+        b_, _, h, w = features.shape
+        logit = heads[0](features).float()[:, 0]  # "p" is the first head
+        out = logit.new_zeros(b_, len(self.output_channels), h, w)
+        out[:, 0] = logit
+        b, r, c = (torch.sigmoid(logit) > keep_above).nonzero(as_tuple=True)
+        if len(b) == 0:
+            return out
+        rest = heads[1:]
+        n_c = features.shape[1]
+        # first layers of the other heads as one (hidden, 9·C) matrix, (dy, dx, c) order
+        w1 = torch.cat([hd.net[0].weight for hd in rest]).permute(0, 2, 3, 1).reshape(-1, 9 * n_c)
+        b1 = torch.cat([hd.net[0].bias for hd in rest])
+        outs = [hd.net[2].out_channels for hd in rest]
+        w2 = w1.new_zeros(sum(outs), w1.shape[0])
+        row = 0
+        for i, (hd, n) in enumerate(zip(rest, outs)):
+            w2[row:row + n, i * n_c:(i + 1) * n_c] = hd.net[2].weight[:, :, 0, 0]
+            row += n
+        b2 = torch.cat([hd.net[2].bias for hd in rest])
+        padded = F.pad(features, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # (B, H+2, W+2, C)
+        d = torch.arange(3, device=r.device)
+        # rows padded to one of a few sizes: oneDNN keeps a primitive per matrix shape, and
+        # a new shape per batch grew the resident memory with the movie
+        n = len(b)
+        rows = torch.cat([torch.arange(n, device=b.device), b.new_zeros(_bucket(n) - n)])
+        bb, rr, cc = b[rows], r[rows], c[rows]
+        patches = padded[bb[:, None], rr[:, None] + d.repeat_interleave(3), cc[:, None] + d.repeat(3)]  # (N', 9, C)
+        hidden = heads[0].net[1](F.linear(patches.reshape(len(rows), -1), w1, b1))
+        y = F.linear(hidden, w2, b2)[:n].float()
+        raw = dict(zip(list(self.heads.keys())[1:], torch.split(y, outs, dim=1)))
+        act = _activate({"p": y[:, :0], **raw})
+        out[b, 1:, r, c] = torch.cat([act[k] for k in raw], dim=1)
+        return out
 
     def _fused_heads(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """The same heads as one wide 3x3 conv and one block-diagonal 1x1 conv: the
@@ -79,6 +131,15 @@ class _HeadedModel(SMLMModel):
         hidden = heads[0].net[1](torch.nn.functional.conv2d(features, w1, b1, padding=1))
         y = torch.nn.functional.conv2d(hidden, w2, b2)
         return dict(zip(self.heads.keys(), torch.split(y, outs, dim=1)))
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to the next of 1024, 1280, 1600, ... (steps of 25 %, multiples of
+    64): a handful of distinct sizes over a movie, at most a quarter more rows."""
+    size = 1024
+    while size < n:
+        size = (size * 5 // 4 + 63) // 64 * 64
+    return size
 
 
 @register_model("simple_smlm_net")
@@ -168,18 +229,37 @@ class DoubleMUnet(_HeadedModel):
         feats = self.shared(frames.reshape(b * k, 1, h, w)).reshape(b, -1, h, w)
         return self._decode(self.union(feats))
 
-    def _decode(self, features: torch.Tensor):
+    def _decode(self, features: torch.Tensor, keep_above: float | None = None):
         """The union U-Net's features -> the output (subclasses add to the heads)."""
-        return self._apply_heads(features)
+        return self._apply_heads(features, keep_above)
 
-    def forward_block(self, block, index):
+    def forward_block(self, block, index, cache=None, frame_ids=None, keep_above=None):
         # The shared U-Net sees one frame at a time: run it once per frame of the
-        # block and gather its features into windows (each frame serves K windows).
+        # block and gather its features into windows (each frame serves K windows);
+        # with a cache, once per frame across calls too (consecutive batches of windows
+        # share K - 1 frames: with 2 windows per batch, half the shared U-Net's work).
         block, h, w = self.pad_to_stride(block)
-        feats = self.shared(block.unsqueeze(1))  # (F, C, H, W)
+        if cache is None:
+            feats = self.shared(block.unsqueeze(1)).permute(0, 2, 3, 1)  # (F, H, W, C)
+        else:
+            ids = (frame_ids if frame_ids is not None else torch.arange(len(block))).tolist()
+            missing = [i for i, f in enumerate(ids) if f not in cache]
+            if missing:
+                new = self.shared(block[missing].unsqueeze(1)).permute(0, 2, 3, 1)
+                cache.update(zip((ids[i] for i in missing), new))
+            feats = torch.stack([cache[f] for f in ids])
+            # the next batch of windows starts where this one ends: keep the last K - 1
+            # frames (``frame_ids`` ascend), as copies, so that the rest can be freed
+            cache.clear()
+            keep = index.shape[1] - 1
+            cache.update((ids[j], feats[j].clone()) for j in range(max(0, len(ids) - keep), len(ids)))
         b, k = index.shape
-        windows = feats[index.reshape(-1)].reshape(b, k * feats.shape[1], *feats.shape[-2:])
-        return self._crop(self._decode(self.union(windows)), h, w)
+        _, hh, ww, c = feats.shape
+        # windows (B, K·C, H, W) in channels-last memory, channel k·C + c (as a
+        # reshape of NCHW features; that reshape would copy them into NCHW)
+        windows = feats[index.reshape(-1)].reshape(b, k, hh, ww, c).permute(0, 2, 3, 1, 4) \
+            .reshape(b, hh, ww, k * c).permute(0, 3, 1, 2)
+        return self._crop(self._decode(self.union(windows), keep_above), h, w)
 
 
 @register_model("sigma_munet")

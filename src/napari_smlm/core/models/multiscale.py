@@ -194,7 +194,7 @@ class MultiScaleVAR(SMLMModel):
             return self.forward_scales(frames, teacher)
         return self.forward_scales(frames)["scales"][self.scales[-1]]
 
-    def forward_block(self, block, index):
+    def forward_block(self, block, index, cache=None, frame_ids=None, keep_above=None):
         return self(block[index])
 
 
@@ -240,8 +240,8 @@ class MultiScaleMUNet(SigmaMUNet):
     def output_scale(self) -> int:
         return self.fine_scale
 
-    def _decode(self, feats: torch.Tensor) -> dict:
-        coarse = self._apply_heads(feats)
+    def _decode(self, feats: torch.Tensor, keep_above: float | None = None) -> dict:
+        coarse = self._apply_heads(feats)  # dense: the fine head reads all of it
         cond = MultiScaleVAR.as_condition(coarse)  # p as a probability, the rest as predicted
         s = self.fine_scale
         if self.fine_mode == "shuffle":
