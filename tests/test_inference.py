@@ -94,7 +94,7 @@ def test_heads_run_only_where_postprocessing_reads_them():
         sparse = model.forward_block(block, index, keep_above=0.1)
     above = torch.sigmoid(dense[:, 0]) > 0.1
     assert 0.2 < above.float().mean() < 0.5
-    assert torch.equal(sparse[:, 0], dense[:, 0])
+    assert torch.allclose(sparse[:, 0], dense[:, 0], atol=1e-5)  # one conv or part of the fused one
     on, off = sparse.permute(0, 2, 3, 1)[above], sparse.permute(0, 2, 3, 1)[~above]
     assert torch.allclose(on, dense.permute(0, 2, 3, 1)[above], atol=1e-5)
     assert (off[:, 1:] == 0).all() and not (dense.permute(0, 2, 3, 1)[~above][:, 1:] == 0).all()
