@@ -1,6 +1,6 @@
 """Where a model's false positives come from, on benchmarks/run.py's movies.
 
-    python benchmarks/false_positives.py [--models default,fast] [--densities 0.1,0.5,2] [--frames 400]
+    python benchmarks/false_positives.py [--models default,fast] [--densities 0.1,0.5,2] [--frames 400] [--low-snr]
 
 Every prediction left unmatched at 250 nm (the run.py scoring) is put in the first
 class it fits:
@@ -70,17 +70,22 @@ def main() -> None:
     ap.add_argument("--models", default="default")
     ap.add_argument("--densities", default="0.1,0.5,2")
     ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--low-snr", action="store_true",
+                    help="also run.py's low-SNR set (0.1 /µm², 300-1,000 photons, background 100)")
     args = ap.parse_args()
+    sets = [(f"{d:g}", d, RUN_SEEDS.get(d, 300), (1000, 5000), 50.0) for d in (float(v) for v in args.densities.split(","))]
+    if args.low_snr:
+        sets.append(("0.1 low SNR", 0.1, 305, (300, 1000), 100.0))  # run.py's seed for it
     print(f"# false positives by cause, {time.strftime('%Y-%m-%d')}, {args.frames} frames per set "
-          "(64x64, 1,000-5,000 photons, background 50)\n")
+          "(64x64, 1,000-5,000 photons, background 50; low SNR: 300-1,000 photons, background 100)\n")
     print("| model | density /µm² | threshold | precision | recall | false positives | double | neighbour frame | "
           "near a true molecule | noise | median prob (double / neighbour / near / noise) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     missed = []
     for name in args.models.split(","):
         lm = LocalizationModel.load(name)
-        for d in (float(v) for v in args.densities.split(",")):
-            movie, gt, cam = test_movie(d, args.frames, seed=RUN_SEEDS.get(d, 300))
+        for label, d, seed, photons, bg in sets:
+            movie, gt, cam = test_movie(d, args.frames, seed=seed, photons=photons, background=bg)
             res = localize(movie, model=lm, camera=cam, pixel_size_nm=100.0)
             pred = res.table()
             metrics, m = evaluate(pred, gt, 250.0)
@@ -88,15 +93,15 @@ def main() -> None:
             n_fp = sum(len(v) for v in c["classes"].values())
             share = " | ".join(f"{len(v)} ({100 * len(v) / max(n_fp, 1):.0f} %)" for v in c["classes"].values())
             probs = " / ".join(f"{np.median(pred['prob'][v]):.2f}" if v else "–" for v in c["classes"].values())
-            print(f"| {name} | {d:g} | {res.threshold:g} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
+            print(f"| {name} | {label} | {res.threshold:g} | {metrics['precision']:.3f} | {metrics['recall']:.3f} | "
                   f"{n_fp} | {share} | {probs} |", flush=True)
-            missed.append((name, d, missed_by_photons(gt, m)))
+            missed.append((name, label, missed_by_photons(gt, m)))
     # The other side: which true molecules are missed, by their photons in that frame
     # (partial-frame blinks carry a fraction of a molecule's photons).
     print("\n| model | density /µm² | " + " | ".join((f"{lo:g}–{hi:g}" if hi < 1e6 else f"≥ {lo:g}") + " photons: share of truth / recall" for lo, hi in PHOTON_BINS)
           + " |\n|---|---|" + "---|" * len(PHOTON_BINS))
-    for name, d, rows in missed:
-        print(f"| {name} | {d:g} | " + " | ".join(f"{share:.3f} / {recall:.3f}" for share, recall in rows) + " |")
+    for name, label, rows in missed:
+        print(f"| {name} | {label} | " + " | ".join(f"{share:.3f} / {recall:.3f}" for share, recall in rows) + " |")
 
 
 PHOTON_BINS = ((0, 100), (100, 300), (300, 500), (500, 1000), (1000, 2000), (2000, 1e6))
