@@ -75,8 +75,9 @@ class _HeadedModel(SMLMModel):
         them are all above its raw threshold), and such pixels are a few per cent of a
         frame, so the other heads' 3x3 convolution (4/5 of the heads' work) runs as one
         matrix product on the 3x3 patches of those pixels: the same arithmetic at the
-        same pixels as the dense convolution. A gather and a matrix product rather than
-        a sparse-convolution library: torch has none for CPU inference, and this is it.
+        same pixels as the dense convolution (written here: torch offers no sparse
+        convolution for CPU inference, and one 3x3 layer needs only this gather).
+        All heads share one activation (``heads[0].net[1]``).
         """
         heads = list(self.heads.values())
         b_, _, h, w = features.shape
