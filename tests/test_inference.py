@@ -92,6 +92,8 @@ def test_heads_run_only_where_postprocessing_reads_them():
         model.heads["p"].net[-1].bias -= torch.quantile(logit, 0.67) - math.log(0.1 / 0.9)
         dense = model.forward_block(block, index)
         sparse = model.forward_block(block, index, keep_above=0.1)
+    # the fused heads (inference) are the heads' modules (training)
+    assert torch.allclose(dense, model.forward_block(block, index).detach(), atol=1e-5)
     above = torch.sigmoid(dense[:, 0]) > 0.1
     assert 0.2 < above.float().mean() < 0.5
     assert torch.allclose(sparse[:, 0], dense[:, 0], atol=1e-5)  # one conv or part of the fused one

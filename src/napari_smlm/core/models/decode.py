@@ -87,18 +87,9 @@ class _HeadedModel(SMLMModel):
         b, r, c = (torch.sigmoid(logit) > keep_above).nonzero(as_tuple=True)
         if len(b) == 0:
             return out
-        rest = heads[1:]
-        n_c = features.shape[1]
-        # first layers of the other heads as one (hidden, 9·C) matrix, (dy, dx, c) order
-        w1 = torch.cat([hd.net[0].weight for hd in rest]).permute(0, 2, 3, 1).reshape(-1, 9 * n_c)
-        b1 = torch.cat([hd.net[0].bias for hd in rest])
-        outs = [hd.net[2].out_channels for hd in rest]
-        w2 = w1.new_zeros(sum(outs), w1.shape[0])
-        row = 0
-        for i, (hd, n) in enumerate(zip(rest, outs)):
-            w2[row:row + n, i * n_c:(i + 1) * n_c] = hd.net[2].weight[:, :, 0, 0]
-            row += n
-        b2 = torch.cat([hd.net[2].bias for hd in rest])
+        w1, b1, w2, b2, outs = _stacked_heads(heads[1:])
+        # the first layers as one (hidden, 9·C) matrix, in the patches' (dy, dx, c) order
+        w1 = w1.permute(0, 2, 3, 1).reshape(len(w1), -1)
         padded = F.pad(features, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # (B, H+2, W+2, C)
         d = torch.arange(3, device=r.device)
         # rows padded to one of a few sizes: oneDNN keeps a primitive per matrix shape, and
@@ -119,19 +110,27 @@ class _HeadedModel(SMLMModel):
         same arithmetic, but two large convolutions run much faster than ten small
         ones (inference only; training keeps the modules so autograd sees them)."""
         heads = list(self.heads.values())
-        w1 = torch.cat([h.net[0].weight for h in heads])
-        b1 = torch.cat([h.net[0].bias for h in heads])
-        c = heads[0].net[0].out_channels
-        outs = [h.net[2].out_channels for h in heads]
-        w2 = w1.new_zeros(sum(outs), c * len(heads), 1, 1)
-        row = 0
-        for i, (h, n) in enumerate(zip(heads, outs)):
-            w2[row:row + n, i * c:(i + 1) * c] = h.net[2].weight
-            row += n
-        b2 = torch.cat([h.net[2].bias for h in heads])
+        w1, b1, w2, b2, outs = _stacked_heads(heads)
         hidden = heads[0].net[1](torch.nn.functional.conv2d(features, w1, b1, padding=1))
-        y = torch.nn.functional.conv2d(hidden, w2, b2)
+        y = torch.nn.functional.conv2d(hidden, w2[:, :, None, None], b2)
         return dict(zip(self.heads.keys(), torch.split(y, outs, dim=1)))
+
+
+def _stacked_heads(heads: list) -> tuple:
+    """Heads (3x3 conv, activation, 1x1 conv) as one: their first convolutions stacked
+    (hidden, C, 3, 3) with biases, their second as one block-diagonal (out, hidden)
+    matrix with biases, and each head's number of outputs."""
+    w1 = torch.cat([h.net[0].weight for h in heads])
+    b1 = torch.cat([h.net[0].bias for h in heads])
+    c = heads[0].net[0].out_channels
+    outs = [h.net[2].out_channels for h in heads]
+    w2 = w1.new_zeros(sum(outs), c * len(heads))
+    row = 0
+    for i, (h, n) in enumerate(zip(heads, outs)):
+        w2[row:row + n, i * c:(i + 1) * c] = h.net[2].weight[:, :, 0, 0]
+        row += n
+    b2 = torch.cat([h.net[2].bias for h in heads])
+    return w1, b1, w2, b2, outs
 
 
 def _bucket(n: int) -> int:
