@@ -81,15 +81,21 @@ def test_per_frame_features_are_computed_once_across_batches():
         assert np.allclose(pairs[key], whole[key], atol=1e-4), key
 
 
+def lift_p(model, block, index, above=0.33):
+    """Move the p head's bias so that about ``above`` of the pixels lie above 0.1 (an
+    untrained model's p is ~0.0025 everywhere: nothing would be a candidate)."""
+    with torch.no_grad():
+        logit = model.forward_block(block, index)[:, 0]
+        model.heads["p"].net[-1].bias -= torch.quantile(logit, 1 - above) - math.log(0.1 / 0.9)
+
+
 def test_heads_run_only_where_postprocessing_reads_them():
     lm = small_model()
     model = lm.model
     block = torch.rand(6, 40, 44) * 10
     index = (torch.arange(4).unsqueeze(1) + torch.arange(3)).clamp(max=5)
+    lift_p(model, block, index)
     with torch.no_grad():
-        logit = model.forward_block(block, index)[:, 0]
-        # move the p head's bias so that about a third of the pixels lie above 0.1
-        model.heads["p"].net[-1].bias -= torch.quantile(logit, 0.67) - math.log(0.1 / 0.9)
         dense = model.forward_block(block, index)
         sparse = model.forward_block(block, index, keep_above=0.1)
     # the fused heads (inference) are the heads' modules (training)
@@ -110,6 +116,20 @@ def test_heads_run_only_where_postprocessing_reads_them():
     assert len(tables[0]["x"]) == len(tables[1]["x"]) > 100
     for key in tables[0]:
         assert np.allclose(tables[0][key], tables[1][key], atol=1e-4), key
+
+
+def test_tiled_run_keeps_features_per_tile_and_gives_the_untiled_table():
+    lm = small_model(depth_shared=1, depth_union=1)  # a 28-px halo: tiles see different pixels
+    movie = (np.random.default_rng(2).random((9, 96, 90)) * 100).astype(np.float32)
+    block = torch.from_numpy(movie) / 10
+    lift_p(lm.model, block, (torch.arange(7).unsqueeze(1) + torch.arange(3)), above=0.2)
+    tiled_infer = Infer(lm, device="cpu", tile_size=32, batch_size=2, skip_empty=False, precision="fp32")
+    assert lm.halo == 28 and len(tiled_infer._tiles(96, 90)) == 9
+    tiled = tiled_infer.run(movie, camera=None)
+    whole = Infer(lm, device="cpu", tile_size=None, batch_size=9, skip_empty=False, precision="fp32").run(movie, camera=None)
+    assert len(tiled["x"]) == len(whole["x"]) > 100
+    for key in whole:
+        assert np.allclose(tiled[key], whole[key], atol=1e-4), key
 
 
 def test_run_windows_progress_cancel_and_edges():
