@@ -19,6 +19,8 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.csv", "--baseline", 100, "--e-per-adu", 45,
                   "--em-gain", 100, "--qe", 0.9, "--batch-size", 8).stdout
     assert "40/40 frames" in out and "localized" in out and "molecules in 40 frames" in out
+    # the simulated TIFF does not carry its pixel size: the one used is said, not assumed silently
+    assert "pixel size 100 nm: the model's, as the movie does not say its own; give --pixel-size" in out
     t = read_table(tmp_path / "l.csv")
     from napari_smlm.core.inference import LocalizationModel
 

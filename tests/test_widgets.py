@@ -45,6 +45,7 @@ def test_localize_render_evaluate_end_to_end(make_napari_viewer, qtbot, messages
     shown = layer.shown.copy()
     assert 50 < shown.sum() <= len(layer.data)
     assert "frames 11–35 (25 frames)" in w.summary.value and "baseline 100 ADU" in w.summary.value
+    assert "pixel 100 nm (the movie's)" in w.summary.value  # the sample layer carries it
     assert {"x", "y", "photons", "prob", "sigma_x", "bg"} <= set(layer.features.columns)
     assert tuple(layer.scale) == (1.0, 1.0, 1.0) and viewer.dims.axis_labels[0] == "frame"
     assert set(np.unique(layer.data[:, 0])) <= set(range(10, 35))

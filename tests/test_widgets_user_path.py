@@ -93,6 +93,7 @@ def test_localize_default_settings_on_a_foreign_movie(make_napari_viewer, qtbot,
     metrics, _ = evaluate(shown_table(w.layer, truth["pixel_size_nm"]), _emitters(folder), 250.0, 500.0)
     assert metrics["jaccard"] >= 0.8, (name, metrics["jaccard"], w.summary.value)
     assert "camera: " in w.summary.value and "120 frames" in w.summary.value
+    assert f"pixel {truth['pixel_size_nm']:g} nm as set above: the movie does not say its pixel size" in w.summary.value
 
 
 @pytest.mark.skipif("emccd_gradient" not in MOVIES, reason=f"no foreign movie emccd_gradient in {FOREIGN}")

@@ -16,8 +16,8 @@ from napari.viewer import Viewer
 
 from .._layers import color_kwargs, layer_table, table_to_points, z_varies
 from ._common import (DockForm, MovieFields, Task, connect_layer_updates, describe_camera, existing_file,
-                      file_metadata, layer_choices, movie_from_layer, notify_error, notify_info, plural,
-                      user_message, wrap_label)
+                      file_metadata, layer_choices, layer_pixel_size_nm, movie_from_layer, notify_error, notify_info,
+                      plural, user_message, wrap_label)
 
 ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS = "estimate from movie", "manual", "EMCCD preset", "photons (no conversion)"
 CAMERAS = [ESTIMATE, MANUAL, EMCCD_PRESET, PHOTONS]
@@ -376,9 +376,16 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         frames = f"frame {first + 1}" if n == 1 else f"frames {first + 1}–{last}"
         share = result.network_share
         skipped = f" (network on {share:.0%} of the pixels: the rest empty)" if share is not None else ""
+        px, known = result.pixel_size_nm, layer_pixel_size_nm(self._source)
+        if known and abs(known - px) < 1e-6 * px:
+            pixel = f"pixel {px:g} nm (the movie's)"
+        elif known:
+            pixel = f"pixel {px:g} nm as set above (the movie says {known:g} nm)"
+        else:  # a silent default would scale every position in nm wrongly
+            pixel = f"pixel {px:g} nm as set above: the movie does not say its pixel size, and positions in nm scale with it"
         self._run_info = (f"{frames} ({plural(n, 'frame')}) in {result.timings.get('total', 0):.1f} s{skipped} "
                           f"with {Path(result.model_source).name or 'the model'}\n"
-                          f"camera: {describe_camera(result.camera, result.camera_report)}")
+                          f"camera: {describe_camera(result.camera, result.camera_report)}\n{pixel}")
         if result.camera_report:
             self.camera_report = dict(result.camera_report)
         self.refilter()

@@ -107,6 +107,9 @@ def localize(
         pixel_size_nm = metadata["pixel_size_nm"]
         log(f"pixel size {pixel_size_nm:g} nm from the file's {metadata.get('source', '')} metadata (--pixel-size overrides)")
     px = float(pixel_size_nm) if pixel_size_nm is not None else lm.pixel_size_nm
+    if pixel_size_nm is None:  # a silent default would scale every position in nm wrongly
+        log(f"pixel size {px:g} nm: the model's, as the movie does not say its own; give --pixel-size if the "
+            f"camera pixel in the sample differs (positions in nm scale with it)")
     if px <= 0:
         raise ValueError(f"--pixel-size: expected a positive number of nm, got {px}")
     if abs(px / lm.pixel_size_nm - 1) > 0.2:
