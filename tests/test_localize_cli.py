@@ -19,8 +19,7 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.csv", "--baseline", 100, "--e-per-adu", 45,
                   "--em-gain", 100, "--qe", 0.9, "--batch-size", 8).stdout
     assert "40/40 frames" in out and "localized" in out and "molecules in 40 frames" in out
-    # the simulated TIFF does not carry its pixel size: the one used is said, not assumed silently
-    assert "pixel size 100 nm: the model's, as the movie does not say its own; give --pixel-size" in out
+    assert "pixel size 100 nm from the file's napari-smlm metadata" in out  # simulate writes it
     t = read_table(tmp_path / "l.csv")
     from napari_smlm.core.inference import LocalizationModel
 
@@ -33,6 +32,18 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     h = read_table(tmp_path / "l.h5")
     assert set(np.unique(h["frame"])) <= set(range(4, 10)) and (h["prob"] >= 0.8).all()
     assert (tmp_path / "l.yaml").is_file()
+
+
+def test_a_movie_that_does_not_say_its_pixel_size_is_told_so(movie, tmp_path):
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, tifffile.imread(movie / "movie.tif")[:6])  # no pixel size in it
+    out = run_cli("localize", plain, "--out", tmp_path / "l.csv", "--baseline", 100, "--e-per-adu", 45,
+                  "--em-gain", 100, "--qe", 0.9).stdout
+    # the one used is said, not assumed silently
+    assert "pixel size 100 nm: the model's, as the movie does not say its own; give --pixel-size" in out
+    out = run_cli("localize", plain, "--out", tmp_path / "l2.csv", "--baseline", 100, "--e-per-adu", 45,
+                  "--em-gain", 100, "--qe", 0.9, "--pixel-size", 100).stdout
+    assert "pixel size" not in out
 
 
 def test_localize_merges_repeated_localizations(movie, tmp_path):

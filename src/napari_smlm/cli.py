@@ -65,7 +65,7 @@ def cmd_simulate(args) -> int:
     order = np.lexsort((gt["x"], gt["frame"]))
     # Movie and truth are one group: a failure between them never pairs a new movie with old truth.
     atomic_write_group({
-        out / "movie.tif": lambda tmp: write_movie(progress(), tmp, (args.frames, sim.height, sim.width)),
+        out / "movie.tif": lambda tmp: write_movie(progress(), tmp, (args.frames, sim.height, sim.width), pixel_size_nm=px),
         out / "emitters.csv": lambda tmp: write_localizations_csv({k: v[order] for k, v in gt.items()}, tmp),
     })
     print()

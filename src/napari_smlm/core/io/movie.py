@@ -275,9 +275,12 @@ def open_movie(path: Union[str, Path], allow_truncated: bool = False) -> Movie:
     return Movie(path, allow_truncated=allow_truncated)
 
 
-def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tuple[int, int, int], dtype=np.uint16) -> None:
+def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tuple[int, int, int], dtype=np.uint16,
+                pixel_size_nm: Optional[float] = None) -> None:
     """Write (T, H, W) frames, given as an iterable of (t, H, W) chunks, as one
-    multi-page BigTIFF series, atomically; only one chunk is in memory at a time."""
+    multi-page BigTIFF series, atomically; only one chunk is in memory at a time.
+    ``pixel_size_nm`` goes into the file's description, where
+    :func:`~.metadata.read_movie_metadata` finds it ("napari-smlm" metadata)."""
 
     def pages():
         n = 0
@@ -291,6 +294,7 @@ def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tup
 
     def write(tmp: str) -> None:
         with tifffile.TiffWriter(tmp, bigtiff=True) as tw:
-            tw.write(pages(), shape=tuple(shape), dtype=dtype, photometric="minisblack")
+            meta = {"napari_smlm": {"pixel_size_nm": float(pixel_size_nm)}} if pixel_size_nm else {}
+            tw.write(pages(), shape=tuple(shape), dtype=dtype, photometric="minisblack", metadata=meta)
 
     atomic_write(path, write)
