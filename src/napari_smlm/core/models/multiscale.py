@@ -194,9 +194,6 @@ class MultiScaleVAR(SMLMModel):
             return self.forward_scales(frames, teacher)
         return self.forward_scales(frames)["scales"][self.scales[-1]]
 
-    def forward_block(self, block, index, cache=None, frame_ids=None, keep_above=None):
-        return self(block[index])
-
 
 @register_model("multiscale_munet")
 class MultiScaleMUNet(SigmaMUNet):
