@@ -486,12 +486,11 @@ def cmd_demo(args) -> int:
     print(f"napari-smlm demo: simulate -> localize -> evaluate -> render, in {out}/")
     common = ["--set", "simulation.frame_size=[64,64]", "--set", f"simulation.emitters.density_per_um2=[{args.density},{args.density}]",
               "--set", "simulation.emitters.photons=[1000,5000]", "--set", "simulation.emitters.background=[50,50]",
-              "--set", "simulation.psf.sigma_nm=[130,130]", "--set", "simulation.emitters.structure=filaments",
-              "--set", "simulation.pixel_size_nm=100"]
+              "--set", "simulation.psf.sigma_nm=[130,130]", "--set", "simulation.emitters.structure=filaments"]
     steps = [
         ["simulate", "--frames", str(args.frames), "--out", str(out), "--seed", "1", *common],
         ["localize", str(out / "movie.tif"), "--model", args.model, "--out", str(out / "localizations.csv"),
-         "--baseline", "100", "--e-per-adu", "45", "--em-gain", "100", "--qe", "0.9", "--pixel-size", "100"],
+         "--baseline", "100", "--e-per-adu", "45", "--em-gain", "100", "--qe", "0.9"],
         ["evaluate", str(out / "localizations.csv"), str(out / "emitters.csv"), "--json", str(out / "metrics.json"),
          "--plots", str(out / "plots")],
         ["render", str(out / "localizations.csv"), "--pixel-size-nm", "10", "--out", str(out / "super_resolution.tif")],
