@@ -147,3 +147,59 @@ def test_no_camera_option_on_a_movie_we_did_not_make(tmp_path):
             assert "ADU per photoelectron" in out and "±" in out
     assert scores["true"] > 0.8
     assert scores["estimated"] >= scores["true"] - 0.02, scores
+
+
+def _emccd():
+    from napari_smlm.core.camera import Camera
+
+    return Camera(kind="emccd", baseline=100, e_per_adu=45, em_gain=100, qe=0.9)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".h5"])
+def test_a_streamed_table_is_the_table_of_a_run_held_in_memory(movie, tmp_path, suffix):
+    """localize streams each batch's rows to the file (memory does not grow with the
+    movie); the file holds exactly what the table held in memory gives, across batch
+    edges and with a pixel size that is not the model's (positions rescaled per piece)."""
+    from napari_smlm.core.io.tables import TableWriter, write_table
+    from napari_smlm.core.localize import localize
+
+    kw = dict(camera=_emccd(), pixel_size_nm=110, batch_size=3, threshold=0.5)
+    held = localize(movie / "movie.tif", **kw)
+    write_table(held.table(), tmp_path / f"held{suffix}", pixel_size_nm=110, movie_shape=held.movie_shape)
+    pieces = []
+    with TableWriter(tmp_path / f"streamed{suffix}") as writer:
+        writer.FLUSH_ROWS = 40  # pieces gathered and written several times
+        append = writer.append
+        writer.append = lambda t: (pieces.append(len(t["frame"])), append(t))
+        streamed = localize(movie / "movie.tif", sink=writer, **kw)
+    assert len(streamed.candidates["frame"]) == 0  # nothing kept in memory
+    assert len(pieces) >= 10 and writer.rows == len(held.table()["frame"]) == sum(pieces) > 50
+    a, b = read_table(tmp_path / f"held{suffix}"), read_table(tmp_path / f"streamed{suffix}")
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert np.abs(b["x"]).max() > 4000  # in nm at 110 nm per pixel (48 px frames: up to 5280)
+    if suffix == ".h5":
+        assert (tmp_path / "streamed.yaml").read_text() == (tmp_path / "held.yaml").read_text().replace("held", "streamed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{n}{s}" for n in ("held", "streamed") for s in ([suffix] if suffix == ".csv" else [".h5", ".yaml"]))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".h5"])
+def test_a_cancelled_streamed_run_leaves_the_old_table_and_no_half_file(movie, tmp_path, suffix):
+    from napari_smlm.core.inference import InferenceCancelled
+    from napari_smlm.core.io.tables import TableWriter, write_table
+    from napari_smlm.core.localize import localize
+
+    old = {"frame": np.array([0, 1]), "x": np.array([10.0, 20.0]), "y": np.array([5.0, 6.0]),
+           "z": np.zeros(2), "photons": np.ones(2), "bg": np.ones(2), "prob": np.ones(2)}
+    write_table(old, tmp_path / f"l{suffix}", pixel_size_nm=100)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    calls = []
+    with pytest.raises(InferenceCancelled):
+        with TableWriter(tmp_path / f"l{suffix}") as writer:
+            writer.FLUSH_ROWS = 1
+            localize(movie / "movie.tif", camera=_emccd(), batch_size=4, sink=writer,
+                     cancel=lambda: calls.append(1) or len(calls) > 3)
+    assert writer.rows > 0  # rows had been written when it was cancelled
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # old files as they were, no temporary

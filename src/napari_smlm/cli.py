@@ -213,7 +213,7 @@ def _same_file(a, b) -> bool:
 def cmd_localize(args) -> int:
     from .core.inference import LocalizationModel
     from .core.io import open_movie, write_table
-    from .core.io.tables import TableError, check_picasso_sidecar
+    from .core.io.tables import TableError, TableWriter, check_picasso_sidecar
     from .core.localize import check_movie, localize
     from .core.utils import check_writable
 
@@ -264,23 +264,32 @@ def cmd_localize(args) -> int:
             rate = done / max(now - t_start, 1e-9)
             print(f"\r  {done}/{total} frames ({rate:.0f} frames/s)", end="", flush=True)
 
-    result = localize(
-        movie if movie.truncated else args.movie, model=model, camera=camera, pixel_size_nm=pixel_size,
-        threshold=threshold, device=args.device, batch_size=batch, max_memory_gb=max_memory, frame_range=frame_range,
-        nms_radius_nm=nms_radius, progress=progress, log=print, estimate_kwargs=estimate_kwargs,
-        precision=args.precision, threads=args.threads, skip_empty=not args.whole_frames,
+    kwargs = dict(
+        model=model, camera=camera, pixel_size_nm=pixel_size, threshold=threshold, device=args.device,
+        batch_size=batch, max_memory_gb=max_memory, frame_range=frame_range, nms_radius_nm=nms_radius,
+        progress=progress, log=print, estimate_kwargs=estimate_kwargs, precision=args.precision,
+        threads=args.threads, skip_empty=not args.whole_frames,
     )
-    print()
-    table = result.table()
-    result.candidates = {}  # the command writes only what passes the threshold: free the rest
-    n_localized = len(table["frame"])
-    if args.merge:
+    source = movie if movie.truncated else args.movie
+    if args.merge:  # merging links rows across frames: it needs the whole table
+        result = localize(source, **kwargs)
+        print()
+        table = result.table()
+        result.candidates = {}  # the command writes only what passes the threshold: free the rest
+        n_localized = len(table["frame"])
         from .core.analysis.merge import merge_localizations
 
         table = merge_localizations(table, max_gap=args.merge_gap)
-    tic = time.time()
-    write_table(table, out, pixel_size_nm=result.pixel_size_nm, movie_shape=result.movie_shape)
-    result.timings["write"] = time.time() - tic
+        tic = time.time()
+        write_table(table, out, pixel_size_nm=result.pixel_size_nm, movie_shape=result.movie_shape)
+        result.timings["write"] = time.time() - tic
+    else:
+        # Streamed: each batch's rows are written as they come (to a temporary file,
+        # renamed when the movie is done), so memory does not grow with the movie.
+        with TableWriter(out) as writer:
+            result = localize(source, sink=writer, **kwargs)
+            print()
+        n_localized = writer.rows
     n_frames = (frame_range[1] - frame_range[0]) if frame_range else result.movie_shape[0]
     total = time.time() - t_start
     t = result.timings

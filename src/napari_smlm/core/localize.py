@@ -86,6 +86,7 @@ def localize(
     precision: str = "auto",
     threads: Optional[int] = None,
     skip_empty: bool = True,
+    sink=None,
 ) -> LocalizeResult:
     """Localize molecules in ``movie`` (a path or a (T, Y, X) array in ADU).
 
@@ -95,6 +96,12 @@ def localize(
     (what :func:`~napari_smlm.core.io.metadata.read_movie_metadata` returns, read here
     for a path) may state the camera or part of it. Every input is checked before the
     network runs; see DESIGN.md for the output table.
+
+    ``sink`` (a :class:`~napari_smlm.core.io.tables.TableWriter`, or anything with its
+    ``begin(pixel_size_nm, movie_shape)`` and ``append(table)``) streams the table:
+    each batch's localizations above ``threshold`` go to it as they are made, the
+    result holds no candidates (re-thresholding needs a new run) and memory does not
+    grow with the movie. The rows are those ``result.table()`` would hold.
     """
     name = str(movie) if isinstance(movie, (str, Path)) else str(getattr(movie, "path", "movie"))
     metadata = dict(metadata or {})
@@ -148,20 +155,35 @@ def localize(
     timings: dict = {}
     t0 = time.perf_counter()
     radius = 0.5 * px if nms_radius_nm is None else float(nms_radius_nm)
-    cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
-                     min_prob=min(0.1, threshold), timings=timings,
-                     nms_radius_nm=radius * lm.pixel_size_nm / px)  # positions are on the model's grid until below
     lo, hi = lm.z_range_nm
-    if hi <= lo and "z" in cand:
-        # A 2D model's z head only ever saw z = 0: what it outputs is noise (a few nm),
-        # which made 2D results look 3D (coloured by z). Report the focal plane, and no
-        # axial uncertainty.
-        cand["z"] = np.zeros_like(cand["z"])
-        if "sigma_z" in cand:
-            cand["sigma_z"] = np.full_like(cand["sigma_z"], np.nan)
-    if px != lm.pixel_size_nm:
-        for key in ("x", "y", "sigma_x", "sigma_y"):
-            if key in cand:
-                cand[key] = cand[key] * (px / lm.pixel_size_nm)
+
+    def finish(cand: dict) -> dict:
+        if hi <= lo and "z" in cand:
+            # A 2D model's z head only ever saw z = 0: what it outputs is noise (a few nm),
+            # which made 2D results look 3D (coloured by z). Report the focal plane, and no
+            # axial uncertainty.
+            cand["z"] = np.zeros_like(cand["z"])
+            if "sigma_z" in cand:
+                cand["sigma_z"] = np.full_like(cand["sigma_z"], np.nan)
+        if px != lm.pixel_size_nm:
+            for key in ("x", "y", "sigma_x", "sigma_y"):
+                if key in cand:
+                    cand[key] = cand[key] * (px / lm.pixel_size_nm)
+        return cand
+
+    stream = None
+    if sink is not None:
+        sink.begin(px, shape)
+        timings["write"] = 0.0
+
+        def stream(piece: dict) -> None:
+            tic = time.perf_counter()
+            sink.append(filter_table(finish(piece), threshold))
+            timings["write"] += time.perf_counter() - tic
+
+    cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
+                     min_prob=min(0.1, threshold), timings=timings, sink=stream,
+                     nms_radius_nm=radius * lm.pixel_size_nm / px)  # positions are on the model's grid until finish()
+    cand = finish(cand)  # with a sink: the empty table
     timings["total"] = time.perf_counter() - t0
     return LocalizeResult(cand, threshold, px, shape, camera, report, timings, lm.source)

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Union
 
-__all__ = ["atomic_write", "atomic_write_group", "WriteError", "check_writable"]
+__all__ = ["atomic_write", "atomic_write_group", "StagedFiles", "WriteError", "check_writable"]
 
 PathLike = Union[str, Path]
 
@@ -71,6 +71,66 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     atomic_write_group({path: write})
 
 
+class StagedFiles:
+    """Temporary files beside final paths, for output written over a long time (a
+    table streamed while a movie is localized): write to ``staged[path]``;
+    ``commit()`` renames them all into place as one group, ``abort()`` — or leaving
+    a ``with`` block on an exception, a cancel or Ctrl-C — removes them. Nothing
+    under a final name is ever half-written. Regular files only; a symlink's target
+    is what gets replaced.
+    """
+
+    def __init__(self, paths):
+        self._temps: dict[Path, tuple[Path, str]] = {}
+        umask = os.umask(0)
+        os.umask(umask)
+        self._mode = 0o666 & ~umask  # mkstemp makes 0600; the files get normal permissions
+        try:
+            for path in paths:
+                path = Path(path)
+                target = _target(path)
+                if target.is_dir():
+                    raise WriteError(f"{path}: is a folder; expected a file name")
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                    os.close(fd)
+                except OSError as exc:
+                    raise WriteError(f"{path}: cannot write ({_describe(exc)}); "
+                                     f"the previous file, if any, is unchanged") from exc
+                self._temps[path] = (target, tmp)
+        except BaseException:
+            self.abort()
+            raise
+
+    def __getitem__(self, path: PathLike) -> str:
+        return self._temps[Path(path)][1]
+
+    def commit(self) -> None:
+        try:
+            for target, tmp in self._temps.values():
+                os.chmod(tmp, self._mode)
+            _replace_all(list(self._temps.values()))
+            self._temps = {}
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        for _, tmp in self._temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        self._temps = {}
+
+    def __enter__(self) -> "StagedFiles":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 def atomic_write_group(writes: Mapping[PathLike, Callable[[str], None]]) -> None:
     """Write several files so that a failure leaves none of them new.
 
@@ -79,39 +139,17 @@ def atomic_write_group(writes: Mapping[PathLike, Callable[[str], None]]) -> None
     Should a rename fail, the renamed ones are restored from hard links of the old
     files. Special files (devices, pipes) are written through, after the others.
     """
-    regular: list[tuple[Path, Path, Callable]] = []
-    special: list[tuple[Path, Callable]] = []
-    for path, write in writes.items():
-        path = Path(path)
-        if _is_special(path):
-            special.append((path, write))
-        else:
-            regular.append((path, _target(path), write))
-    temps: list[tuple[Path, str]] = []
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        for path, target, write in regular:
-            if target.is_dir():
-                raise WriteError(f"{path}: is a folder; expected a file name")
+    regular = {Path(p): w for p, w in writes.items() if not _is_special(Path(p))}
+    special = [(Path(p), w) for p, w in writes.items() if _is_special(Path(p))]
+    with StagedFiles(regular) as staged:
+        for path, write in regular.items():
             try:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-                os.close(fd)
-                temps.append((target, tmp))
-                write(tmp)
-                os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
+                write(staged[path])
             except WriteError:
                 raise
             except Exception as exc:
                 raise WriteError(f"{path}: cannot write ({_describe(exc)}); "
                                  f"the previous file, if any, is unchanged") from exc
-        _replace_all(temps)
-        temps = []
-    finally:
-        for _, tmp in temps:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     for path, write in special:
         try:
             write(str(path))

@@ -457,13 +457,16 @@ class Infer:
         min_prob: float = 0.1,
         timings: Optional[dict] = None,
         nms_radius_nm: Optional[float] = None,
+        sink: Optional[Callable[[dict], None]] = None,
     ) -> dict[str, np.ndarray]:
         """Localize every frame of ``movie`` ((T, H, W), indexable by slices; ADU
         unless ``camera`` is None, in which case it is already photons).
 
         Returns the candidate table (see :func:`maps_to_candidates`), frames 0-based
         in the movie's numbering. ``progress(done, total)`` is called after every
-        batch; ``cancel()`` returning True stops between batches.
+        batch; ``cancel()`` returning True stops between batches. With ``sink``, each
+        batch's piece of the table goes to ``sink(piece)`` as it is made, in frame
+        order, and an empty table is returned (memory does not grow with the movie).
         """
         import time
 
@@ -536,8 +539,11 @@ class Infer:
                 table["y"] += r0 * self.lm.pixel_size_nm
                 if nms_radius_nm:
                     table = select_rows(table, non_maximum_suppression(table, nms_radius_nm))
-                tables.append(table)
                 timings["postprocess"] += time.perf_counter() - tic2
+                if sink is not None:
+                    sink(table)
+                else:
+                    tables.append(table)
                 done += b1 - b0
                 b0 = b1
                 if progress is not None:
