@@ -171,18 +171,16 @@ def localize(
                     cand[key] = cand[key] * (px / lm.pixel_size_nm)
         return cand
 
-    stream = None
+    def stream(piece: dict) -> None:
+        tic = time.perf_counter()
+        sink.append(filter_table(finish(piece), threshold))
+        timings["write"] += time.perf_counter() - tic
+
     if sink is not None:
         sink.begin(px, shape)
         timings["write"] = 0.0
-
-        def stream(piece: dict) -> None:
-            tic = time.perf_counter()
-            sink.append(filter_table(finish(piece), threshold))
-            timings["write"] += time.perf_counter() - tic
-
     cand = infer.run(movie, camera=camera, frame_range=frame_range, progress=progress, cancel=cancel,
-                     min_prob=min(0.1, threshold), timings=timings, sink=stream,
+                     min_prob=min(0.1, threshold), timings=timings, sink=stream if sink is not None else None,
                      nms_radius_nm=radius * lm.pixel_size_nm / px)  # positions are on the model's grid until finish()
     cand = finish(cand)  # with a sink: the empty table
     timings["total"] = time.perf_counter() - t0

@@ -430,7 +430,7 @@ class TableWriter:
         if movie_shape is not None:
             self.movie_shape = tuple(int(v) for v in movie_shape)
 
-    def _fail(self, exc: Exception) -> "WriteError":
+    def _fail(self, exc: Exception) -> OSError:
         from ..utils import WriteError, _describe
 
         return WriteError(f"{self.path}: cannot write ({_describe(exc)}); the previous file, if any, is unchanged")
