@@ -134,6 +134,17 @@ def test_localize_suggests_the_fast_model_for_a_large_movie(make_napari_viewer):
     assert w.summary.value == ""
 
 
+def test_localize_shows_the_movies_frame_range(make_napari_viewer):
+    """The range fields show the chosen movie's frames, 1 to its length, not "0"."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((20, 64, 64), np.uint16), name="small")
+    w = open_widget(viewer, "Localize")
+    assert (w.first_frame.value, w.last_frame.value, w.last_frame.max) == (1, 20, 20)
+    w.first_frame.value, w.last_frame.value = 5, 9
+    w.image.value = viewer.add_image(np.broadcast_to(np.uint16(100), (1200, 256, 256)), name="big")
+    assert (w.first_frame.value, w.last_frame.value, w.first_frame.max) == (1, 1200, 1200)
+
+
 def test_pixel_size_comes_from_the_tiff(make_napari_viewer, tmp_path):
     import tifffile
 

@@ -82,7 +82,8 @@ class LocalizeWidget(MovieFields, DockForm, Container):
                                                "when it knows it)")
         self.device = ComboBox(label="device", choices=["auto", "cpu", "cuda"], value="auto")
         self.first_frame = SpinBox(label="first frame", value=1, min=1, max=10**9)
-        self.last_frame = SpinBox(label="last frame", value=0, min=0, max=10**9, tooltip="0: to the end")
+        self.last_frame = SpinBox(label="last frame", value=0, min=0, max=10**9,
+                                  tooltip="the last frame to localize (0: to the end)")
         self.run_button = PushButton(text="Localize")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         buttons = Container(layout="horizontal", labels=False, widgets=[self.run_button, self.cancel_button])
@@ -145,7 +146,18 @@ class LocalizeWidget(MovieFields, DockForm, Container):
     # ------------------------------------------------------------------ parameters
     def _image_changed(self, layer):
         super()._image_changed(layer)
+        self._show_frame_range()
         self._suggest_fast()
+
+    def _show_frame_range(self):
+        """The frame range is the new movie's, 1 to its length (a 0 "to the end" read
+        as if nothing would be localized)."""
+        try:
+            t = int(movie_from_layer(self.image.value).shape[0])
+        except Exception:  # noqa: BLE001 - no movie chosen: keep the range as it is
+            return
+        self.first_frame.max = self.last_frame.max = t
+        self.first_frame.value, self.last_frame.value = 1, t
 
     def _suggest_fast(self):
         """On a large movie with the default model, say that the fast one exists (the
