@@ -104,3 +104,21 @@ def test_scmos_share_has_poisson_noise():
     sc = make(flat + ["simulation.camera_jitter.scmos_fraction=1"]).sample_batch(16, 1)["frames"]
     assert em.var().item() / em.mean().item() == pytest.approx(2 / 0.9, rel=0.1)
     assert sc.var().item() / sc.mean().item() == pytest.approx(1 / 0.9, rel=0.1)
+
+
+@pytest.mark.parametrize("psf", [[], ["simulation.psf.sigma_nm=[90,200]"]])
+def test_a_large_frame_renders_in_bands_and_chunks_as_one_piece_would(psf):
+    """A tall frame is rendered a band of rows at a time, and a movie of large frames in
+    chunks of fewer frames (256 frames of 2048x2048 in one piece had needed > 22 GB):
+    the photons are those of one whole render."""
+    from napari_smlm.core import simulation
+
+    cfg = load_config(None, ["simulation.frame_size=[600,700]", "simulation.emitters.density_per_um2=[1,1]", *psf])
+    sim = Simulator(cfg.simulation, "cpu", seed=0)
+    table = sim.sample_emitters(1, 3)
+    whole, banded = sim.render(table, 1, 3)[0], sim.render_frames(table, 3)
+    assert len(table) > 3 * 300 and whole.max() > 100
+    torch.testing.assert_close(banded, whole, rtol=1e-5, atol=1e-3)
+    chunks, truth, _ = sim.simulate_movie(40)
+    sizes = [len(c) for c in chunks]
+    assert sum(sizes) == 40 and max(sizes) == simulation.CHUNK_PIXELS // (600 * 700)
