@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -19,6 +21,7 @@ def test_localize_writes_csv_and_picasso(movie, tmp_path):
     out = run_cli("localize", movie / "movie.tif", "--out", tmp_path / "l.csv", "--baseline", 100, "--e-per-adu", 45,
                   "--em-gain", 100, "--qe", 0.9, "--batch-size", 8).stdout
     assert "40/40 frames" in out and "localized" in out and "molecules in 40 frames" in out
+    assert re.search(r"8/40 frames \(\d+ frames/s, 0:\d\d left\)", out), out  # the time left while it runs
     assert "pixel size 100 nm from the file's napari-smlm metadata" in out  # simulate writes it
     t = read_table(tmp_path / "l.csv")
     from napari_smlm.core.inference import LocalizationModel

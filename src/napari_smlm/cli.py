@@ -215,7 +215,7 @@ def cmd_localize(args) -> int:
     from .core.io import open_movie, write_table
     from .core.io.tables import TableError, TableWriter, check_picasso_sidecar
     from .core.localize import check_movie, localize
-    from .core.utils import check_writable
+    from .core.utils import check_writable, duration
 
     # Outputs first: a wrong --out is found now, not after the network pass.
     out = Path(args.out)
@@ -262,7 +262,8 @@ def cmd_localize(args) -> int:
         if now - last[0] > 0.5 or done == total:
             last[0] = now
             rate = done / max(now - t_start, 1e-9)
-            print(f"\r  {done}/{total} frames ({rate:.0f} frames/s)", end="", flush=True)
+            left = f", {duration((total - done) / rate)} left" if 0 < done < total else ""
+            print(f"\r  {done}/{total} frames ({rate:.0f} frames/s{left})  ", end="", flush=True)
 
     kwargs = dict(
         model=model, camera=camera, pixel_size_nm=pixel_size, threshold=threshold, device=args.device,

@@ -10,6 +10,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
                               SpinBox)
 from napari.viewer import Viewer
 
+from ..core.utils import duration
 from ._common import (DockForm, MovieFields, Task, add_plot, connect_layer_updates, describe_camera, existing_file,
                       file_metadata, file_value, iterate_callback, layer_choices, movie_from_layer, notify_error,
                       notify_info, style_figure, user_message, wrap_label)
@@ -35,13 +36,6 @@ ARCHITECTURES = {"sigma_munet": None, "double_munet": None, "simple_smlm_net": N
 EXPERIMENTAL = {"multiscale_munet", "multiscale_var"}
 ARCHITECTURE_TIP = ("the network; '(preset)' keeps the preset's. Marked experimental: multi-scale models that "
                     "have not yet beaten sigma_munet with the same training (docs/benchmarks/architectures)")
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class TrainWidget(MovieFields, DockForm, Container):
@@ -343,7 +337,7 @@ class TrainWidget(MovieFields, DockForm, Container):
         done = step - self._first_step
         left = self._steps_total - step
         elapsed = time.perf_counter() - self._t0
-        eta = f", {_duration(elapsed / done * left)} left" if done > 0 and left > 0 else ""
+        eta = f", {duration(elapsed / done * left)} left" if done > 0 and left > 0 else ""
         return f"epoch {epoch + 1} of {epochs}, step {batch + 1} of {steps}{eta}"
 
     def _on_event(self, event):

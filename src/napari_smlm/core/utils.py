@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Union
 
-__all__ = ["atomic_write", "atomic_write_group", "StagedFiles", "WriteError", "check_writable"]
+__all__ = ["atomic_write", "atomic_write_group", "StagedFiles", "WriteError", "check_writable", "duration"]
 
 PathLike = Union[str, Path]
 
@@ -202,3 +202,11 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def duration(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``, as a time left is shown."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
