@@ -181,6 +181,19 @@ def test_auto_batch_respects_memory_budget():
     assert 1 <= small < large and small * per <= 0.05 * 2**30
 
 
+def test_tiled_frames_go_one_window_a_batch_on_a_cpu():
+    """A frame larger than a tile is several tiles of work and whole-frame output maps:
+    one window a batch (less memory, and faster: measured at 1024x1024), where small
+    frames batch several windows."""
+    lm = small_model()
+    movie = (np.random.default_rng(0).random((6, 80, 80)) * 100).astype(np.float32)
+    for tile, expected in ((32, 1), (None, Infer(lm, device="cpu").auto_batch_size(80, 80))):
+        timings = {}
+        Infer(lm, device="cpu", tile_size=tile, skip_empty=False).run(movie, camera=None, timings=timings)
+        assert timings["batch_size"] == expected
+    assert expected >= 2
+
+
 def test_spatial_integration_counts_split_molecule_once_and_keeps_neighbours():
     p = torch.zeros(1, 9, 9)
     p[0, 2, 2], p[0, 2, 3] = 0.5, 0.45  # one molecule split over two pixels
