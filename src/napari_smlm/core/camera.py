@@ -416,7 +416,7 @@ def _frame_groups(movie, max_frames: int, chunk: int, max_side: int):
         h, w = frames.shape[-2:]
         y0, x0 = max(0, (h - max_side) // 2), max(0, (w - max_side) // 2)
         # the crop converted (a copy): a view would keep the whole frames alive — groups of
-        # 2048x2048 frames held 8.4 GB where their crops need 100 MB (measured)
+        # 2048x2048 frames held 7.1 GB where their crops need 100 MB (measured, 400 frames)
         yield frames[:, y0:y0 + max_side, x0:x0 + max_side].astype(np.float32)
 
 
