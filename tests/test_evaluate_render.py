@@ -36,6 +36,23 @@ def test_matching_and_metrics_by_hand():
     assert len(match(pred, gt, tolerance_nm=30).pred_index) == 3
 
 
+@pytest.mark.parametrize("tolerance_z", [np.inf, 300.0])
+def test_a_crowded_large_frame_is_matched_in_groups_with_the_same_optimum(tolerance_z):
+    """A frame of thousands of molecules (a 2048x2048 field) is matched group by group
+    (pairs within the tolerance connect a group): the pairs of one whole Hungarian problem."""
+    from napari_smlm.core.evaluation import matching
+
+    rng = np.random.default_rng(1)
+    centres = rng.uniform(0, 20000, (1000, 2))  # clusters of three: crowded groups, near ties
+    pred = np.column_stack([np.repeat(centres, 3, 0)[:2900] + rng.normal(0, 150, (2900, 2)), rng.normal(0, 300, 2900)])
+    truth = np.column_stack([np.repeat(centres, 3, 0) + rng.normal(0, 150, (3000, 2)), rng.normal(0, 300, 3000)])
+    assert len(pred) * len(truth) > matching.DENSE_PAIRS  # the grouped path
+    whole = matching._match_dense(pred, truth, 250.0, tolerance_z)
+    grouped = matching.match_frame(pred, truth, 250.0, tolerance_z)
+    assert len(whole[0]) > 1500
+    assert set(zip(*grouped)) == set(zip(*whole))
+
+
 def test_evaluate_cli_json_and_plots(tmp_path):
     gt, pred = gt_and_pred()
     write_localizations_csv(gt | {"prob": np.ones(5), "bg": np.zeros(5)}, tmp_path / "gt.csv")

@@ -19,13 +19,49 @@ class MatchResult:
     n_gt: int
 
 
+DENSE_PAIRS = 250_000  # up to this many (prediction, truth) pairs a frame is matched as one problem
+
+
 def match_frame(pred_xyz: np.ndarray, gt_xyz: np.ndarray, tolerance_nm: float, tolerance_z_nm: float = np.inf):
-    """Optimal one-to-one matching within the tolerances (Hungarian algorithm).
+    """Optimal one-to-one matching within the tolerances (Hungarian algorithm): the most
+    pairs, and of those the smallest total distance.
 
     ``pred_xyz`` (N, 3) and ``gt_xyz`` (M, 3) in nm. Returns index arrays (pred, gt).
+    A large frame (more than ``DENSE_PAIRS`` pairs: thousands of molecules, as in a
+    2048×2048 field) is split into the groups that pairs within the tolerance connect
+    and each group matched on its own — the same optimum, since no allowed pair joins two
+    groups; one N×M problem there held gigabytes and ran for minutes.
     """
     if len(pred_xyz) == 0 or len(gt_xyz) == 0:
         return np.zeros(0, int), np.zeros(0, int)
+    if len(pred_xyz) * len(gt_xyz) <= DENSE_PAIRS:
+        return _match_dense(pred_xyz, gt_xyz, tolerance_nm, tolerance_z_nm)
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+
+    n = len(pred_xyz)
+    # candidates by lateral distance (a hair wider: the exact test is _match_dense's own)
+    near = cKDTree(pred_xyz[:, :2]).sparse_distance_matrix(cKDTree(gt_xyz[:, :2]), tolerance_nm * (1 + 1e-9) + 1e-9,
+                                                            output_type="ndarray")
+    i, j = near["i"].astype(np.int64), near["j"].astype(np.int64)
+    if not len(i):
+        return np.zeros(0, int), np.zeros(0, int)
+    graph = coo_matrix((np.ones(len(i)), (i, n + j)), shape=(n + len(gt_xyz),) * 2)
+    _, label = connected_components(graph, directed=False)
+    group = label[i]
+    order = np.argsort(group, kind="stable")
+    bounds = np.flatnonzero(np.diff(group[order])) + 1
+    rows, cols = [], []
+    for edges in np.split(order, bounds):
+        p, g = np.unique(i[edges]), np.unique(j[edges])
+        r, c = _match_dense(pred_xyz[p], gt_xyz[g], tolerance_nm, tolerance_z_nm)
+        rows.append(p[r])
+        cols.append(g[c])
+    return np.concatenate(rows), np.concatenate(cols)
+
+
+def _match_dense(pred_xyz: np.ndarray, gt_xyz: np.ndarray, tolerance_nm: float, tolerance_z_nm: float):
     lateral = np.hypot(pred_xyz[:, None, 0] - gt_xyz[None, :, 0], pred_xyz[:, None, 1] - gt_xyz[None, :, 1])
     axial = np.abs(pred_xyz[:, None, 2] - gt_xyz[None, :, 2])
     allowed = (lateral <= tolerance_nm) & (axial <= tolerance_z_nm)
