@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..utils import atomic_write, atomic_write_group
+from ..utils import atomic_write
 
 __all__ = [
     "TableError", "write_localizations_csv", "write_picasso_hdf5", "write_table", "read_table", "empty_table",
@@ -329,24 +329,8 @@ def write_picasso_hdf5(
     """Picasso's format: dataset ``locs`` (x, y in camera pixels with pixel centres
     at integers, 0-based frames) and the ``.yaml`` sidecar Picasso Render needs.
     Both files are written as one atomic group: a failure leaves neither half new."""
-    import h5py
-    import yaml
-
-    path = Path(path)
-    locs = _picasso_locs(table, pixel_size_nm)
-    info = _picasso_info(path, pixel_size_nm, movie_shape if movie_shape is not None else _extent(locs), extra_info)
-    check_picasso_sidecar(path)
-
-    def write(tmp: str) -> None:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("locs", data=locs)
-
-    # One group: a failure (a full disk) leaves both old files, never a new sidecar
-    # whose Pixelsize rescales an old table's coordinates on reading.
-    atomic_write_group({
-        path.with_suffix(".yaml"): lambda tmp: Path(tmp).write_text(yaml.safe_dump_all(info, sort_keys=False)),
-        path: write,
-    })
+    with TableWriter(path, pixel_size_nm, movie_shape, extra_info) as writer:
+        writer.append(table)
 
 
 def check_picasso_sidecar(path: Union[str, Path]) -> None:
@@ -393,13 +377,14 @@ class TableWriter:
     them into place together, :meth:`abort` removes them — and leaving a ``with``
     block on an exception (an error, a cancel, Ctrl-C) aborts: a file under the final
     name is always whole, an old one unchanged until the new one is. Picasso files
-    need the pixel size before the first piece (:meth:`begin`).
+    need the pixel size before the first piece (given here or to :meth:`begin`);
+    ``extra_info`` joins their sidecar's second document.
     """
 
     FLUSH_ROWS = 65536
 
     def __init__(self, path: Union[str, Path], pixel_size_nm: Optional[float] = None,
-                 movie_shape: Optional[tuple[int, int, int]] = None):
+                 movie_shape: Optional[tuple[int, int, int]] = None, extra_info: Optional[dict] = None):
         from ..utils import StagedFiles, _is_special, check_writable
 
         self.path = Path(path)
@@ -409,7 +394,7 @@ class TableWriter:
         check_writable(self.path, "output")
         if self.kind != ".csv":
             check_picasso_sidecar(self.path)
-        self.pixel_size_nm, self.movie_shape = pixel_size_nm, movie_shape
+        self.pixel_size_nm, self.movie_shape, self.extra_info = pixel_size_nm, movie_shape, extra_info
         self.rows = 0  # written so far
         self._pending: list = []
         self._pending_rows = 0
@@ -491,7 +476,7 @@ class TableWriter:
                 self._h5.close()
                 shape = self.movie_shape if self.movie_shape is not None else tuple(int(v) for v in self._extent)
                 Path(self._file(self.path.with_suffix(".yaml"))).write_text(
-                    yaml.safe_dump_all(_picasso_info(self.path, self.pixel_size_nm, shape, None), sort_keys=False))
+                    yaml.safe_dump_all(_picasso_info(self.path, self.pixel_size_nm, shape, self.extra_info), sort_keys=False))
         except (TableError, KeyError):
             self.abort()
             raise
