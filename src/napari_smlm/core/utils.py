@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Mapping, Union
 
-__all__ = ["atomic_write", "atomic_write_group", "StagedFiles", "WriteError", "check_writable", "duration"]
+__all__ = ["atomic_write", "atomic_write_group", "StagedFiles", "CommitOnSuccess", "WriteError", "check_writable", "duration"]
 
 PathLike = Union[str, Path]
 
@@ -71,7 +71,21 @@ def atomic_write(path: PathLike, write: Callable[[str], None]) -> None:
     atomic_write_group({path: write})
 
 
-class StagedFiles:
+class CommitOnSuccess:
+    """A ``with`` block that commits what it wrote when it ends normally and aborts it on
+    any exception (an error, a cancel, Ctrl-C); subclasses define ``commit`` and ``abort``."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class StagedFiles(CommitOnSuccess):
     """Temporary files beside final paths, for output written over a long time (a
     table streamed while a movie is localized): write to ``staged[path]``;
     ``commit()`` renames them all into place as one group, ``abort()`` — or leaving
@@ -120,15 +134,6 @@ class StagedFiles:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         self._temps = {}
-
-    def __enter__(self) -> "StagedFiles":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def atomic_write_group(writes: Mapping[PathLike, Callable[[str], None]]) -> None:

@@ -16,7 +16,7 @@ from typing import Callable, Optional, Union
 
 import numpy as np
 
-from ..utils import atomic_write
+from ..utils import CommitOnSuccess, atomic_write
 
 __all__ = [
     "TableError", "write_localizations_csv", "write_picasso_hdf5", "write_table", "read_table", "empty_table",
@@ -368,7 +368,7 @@ def write_table(table: dict[str, np.ndarray], path: Union[str, Path], pixel_size
         raise TableError(f"{path}: unknown output format {suffix!r}; expected .csv, .h5 or .hdf5")
 
 
-class TableWriter:
+class TableWriter(CommitOnSuccess):
     """A localization table written in pieces as they come, so that a long movie's
     table is never whole in memory (``napari-smlm localize`` streams its output).
 
@@ -494,15 +494,6 @@ class TableWriter:
                     pass
         self._fh = self._h5 = None
         self._staged.abort()
-
-    def __enter__(self) -> "TableWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
 
 
 def read_table(path: Union[str, Path], pixel_size_nm: Optional[float] = None, first_frame: int = 1,
