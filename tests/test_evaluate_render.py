@@ -65,6 +65,59 @@ def test_evaluate_cli_json_and_plots(tmp_path):
     assert (tmp_path / "plots" / "error_histograms.png").stat().st_size > 1000
 
 
+def _field(rng, frames=60, per_frame=30, size_nm=10240.0, noise_nm=15.0):
+    """Ground truth spread over a field counted from its corner, and localizations of it."""
+    n = frames * per_frame
+    gt = {"frame": np.repeat(np.arange(1, frames + 1), per_frame), "x": rng.uniform(0, size_nm, n),
+          "y": rng.uniform(0, size_nm, n), "z": np.zeros(n)}
+    pred = {**gt, "x": gt["x"] + rng.normal(0, noise_nm, n), "y": gt["y"] + rng.normal(0, noise_nm, n),
+            "prob": np.ones(n)}
+    return gt, pred
+
+
+def test_a_table_made_with_the_wrong_pixel_size_is_told_by_how_much():
+    """A 160 nm camera localized as 100 nm: every position 1.6x too small, almost
+    nothing matches; evaluate says so and by how much (issue 10: a TIFF that does not
+    state its pixel size)."""
+    from napari_smlm.core.evaluation.metrics import scale_hint, scale_hint_message
+
+    gt, pred = _field(np.random.default_rng(3))
+    wrong = {**pred, "x": pred["x"] / 1.6, "y": pred["y"] / 1.6}
+    m, _ = evaluate(wrong, gt)
+    assert m["jaccard"] < 0.2
+    hint = m["scale_hint"]
+    assert hint is not None and hint["factor"] == pytest.approx(1.6, rel=0.003)
+    assert hint["jaccard"] > 0.95 and hint["jaccard_as_is"] < 0.2 and hint["frames"] == 50
+    text = scale_hint_message(hint, 100.0, option="--pixel-size")
+    assert "1.60× smaller" in text and "--pixel-size 160 nm" in text
+    # 8 % too large (a 108 nm camera as 100 nm, the other way round) is found as well
+    big = evaluate({**pred, "x": pred["x"] * 1.08, "y": pred["y"] * 1.08}, gt)[0]["scale_hint"]
+    assert big is not None and big["factor"] == pytest.approx(1 / 1.08, rel=0.003)
+    assert "1.08× larger" in scale_hint_message(big)
+    # right scale: nothing to say, even where few match for other reasons
+    assert evaluate(pred, gt)[0]["scale_hint"] is None
+    assert scale_hint(pred, gt) is None
+    # localizations of part of the field (a crop) are not a pixel-size mistake
+    part = pred["x"] < 5000
+    crop = {k: v[part] for k, v in pred.items()}
+    assert scale_hint(crop, gt) is None
+    # nor are tables whose scales differ but whose positions do not match rescaled
+    rng = np.random.default_rng(4)
+    shuffled = {**wrong, "x": rng.permutation(wrong["x"]), "y": rng.permutation(wrong["y"])}
+    assert scale_hint(shuffled, gt) is None
+
+
+def test_evaluate_cli_warns_of_a_pixel_size_mistake(tmp_path):
+    gt, pred = _field(np.random.default_rng(5))
+    write_localizations_csv(gt | {"prob": np.ones(len(gt["x"])), "bg": np.zeros(len(gt["x"]))}, tmp_path / "gt.csv")
+    small = pred | {"x": pred["x"] / 1.6, "y": pred["y"] / 1.6, "bg": np.zeros(len(gt["x"]))}
+    write_localizations_csv(small, tmp_path / "pred.csv")
+    err = run_cli("evaluate", tmp_path / "pred.csv", tmp_path / "gt.csv").stderr
+    assert "warning: few localizations match" in err and "--pixel-size 1.60 × the pixel size" in err
+    write_localizations_csv(pred | {"bg": np.zeros(len(gt["x"]))}, tmp_path / "pred.csv")
+    assert "warning" not in run_cli("evaluate", tmp_path / "pred.csv", tmp_path / "gt.csv").stderr
+
+
 def test_render_histogram_and_gaussian(tmp_path):
     t = {"x": np.array([15.0, 15.0, 95.0]), "y": np.array([25.0, 25.0, 5.0]), "sigma_x": np.full(3, 20.0), "sigma_y": np.full(3, 20.0)}
     h = render(t, 10.0, shape_nm=(100, 100), blur="histogram")

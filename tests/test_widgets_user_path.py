@@ -325,6 +325,38 @@ def test_evaluate_never_compares_a_layer_with_itself(make_napari_viewer, message
     assert e.table.value == ""
 
 
+@pytest.mark.skipif("emccd_160nm" not in MOVIES, reason=f"no foreign movie emccd_160nm in {FOREIGN}")
+def test_evaluate_tells_a_user_who_kept_the_default_pixel_size(make_napari_viewer, qtbot, messages):
+    """The 160 nm movie does not state its pixel size; a user who leaves Localize's
+    100 nm and evaluates against the ground truth file sees almost nothing match: the
+    Evaluate dock says why and what to type."""
+    from napari_smlm._widgets.evaluate import FROM_FILE
+
+    folder = FOREIGN / "emccd_160nm"
+    viewer = make_napari_viewer()
+    viewer.open(folder / "movie.tif", plugin="napari-smlm")
+    w = open_widget(viewer, "Localize")
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    e = open_widget(viewer, "Evaluate")
+    shown = lambda label: not label.native.isHidden()  # noqa: E731 - the viewer is not on screen
+    assert e.pred.value == w.layer and not shown(e.hint)
+    e.gt.value = FROM_FILE
+    e.gt_file.value = folder / "emitters.csv"
+    click(e.button)
+    assert not messages["error"], messages["error"]
+    assert e.metrics["jaccard"] < 0.1
+    assert shown(e.hint) and "Localize's pixel field at 160 nm (1.60 × the 100 nm used)" in e.hint.value
+    # done as told, the hint goes
+    w.pixel_size.value = 160.0
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    e.pred.value = w.layer
+    assert e.gt.value == FROM_FILE  # the user's choice of a file stays through new layers
+    click(e.button)
+    assert e.metrics["jaccard"] > 0.85 and not shown(e.hint) and e.hint.value == ""
+
+
 def test_messages_never_pass_on_pytorchs_unsafe_loading_advice():
     from napari_smlm._widgets._common import user_message
 

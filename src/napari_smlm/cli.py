@@ -376,6 +376,10 @@ def cmd_evaluate(args) -> int:
         for r in metrics["by_z"]:
             print(f"  {r['z_lo']:>7g} – {r['z_hi']:<5g}  {r['n_gt']:>6d}  {r['recall']:>6.3f}  {r['rmse_lat']:>8.1f}  "
                   f"{r['rmse_ax']:>8.1f}  {r['bias_z']:>7.1f}")
+    if metrics["scale_hint"]:
+        from .core.evaluation.metrics import scale_hint_message
+
+        print(f"warning: {scale_hint_message(metrics['scale_hint'], option='--pixel-size')}", file=sys.stderr)
     if args.json:
         atomic_write(args.json, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2) + "\n"))
         print(f"wrote {args.json}", file=sys.stderr if _is_stream(args.json) else sys.stdout)

@@ -6,7 +6,7 @@ from napari.viewer import Viewer
 
 from .._layers import layer_table, table_to_points
 from ._common import (DockForm, add_plot, connect_layer_updates, existing_file, file_value, layer_choices, layers_of,
-                      notify_error, style_figure)
+                      notify_error, style_figure, wrap_label)
 
 FROM_FILE = "file..."
 
@@ -39,9 +39,12 @@ class EvaluateWidget(DockForm, Container):
                                                 "matched laterally only")
         self.button = PushButton(text="Evaluate")
         self.table = Label(value="")
+        # a pixel-size mistake, where the scores show one (core.evaluation.scale_hint)
+        self.hint = wrap_label(Label(value="", visible=False))
         self.extend([self.pred, self.pred_file, self.gt, self.gt_file, self.pixel_size, self.tolerance,
                      self.tolerance_z, self.button])
         self._full_width(self.table)
+        self._full_width(self.hint)
         self.pred.changed.connect(lambda v: setattr(self.pred_file, "visible", v == FROM_FILE))
         self.gt.changed.connect(lambda v: setattr(self.gt_file, "visible", v == FROM_FILE))
         self.button.changed.connect(self.run)
@@ -58,11 +61,13 @@ class EvaluateWidget(DockForm, Container):
         """Localizations: our newest result layer; ground truth: another Points layer
         (one marked as ground truth first). Never the same layer for both."""
         points = [lay for lay in layers_of(self.viewer, "Points") if lay not in self.layers]
-        if self.pred.value in (None, FROM_FILE) and not self.pred_file.visible:
+        # "file..." is the user's choice once its file field shows (hidden, not merely off
+        # screen: a docked widget in a hidden window keeps its choice)
+        if self.pred.value in (None, FROM_FILE) and self.pred_file.native.isHidden():
             ours = [lay for lay in points if lay.metadata.get("napari_smlm") == "localizations"]
             if ours:
                 self.pred.value = ours[-1]
-        if self.gt.value in (None, FROM_FILE) and not self.gt_file.visible:
+        if self.gt.value in (None, FROM_FILE) and self.gt_file.native.isHidden():
             others = [lay for lay in points if lay != self.pred.value]  # == sees through napari's proxies
             marked = [lay for lay in others if lay.metadata.get("napari_smlm") == "ground truth"]
             plain = [lay for lay in others if lay.metadata.get("napari_smlm") != "localizations"]
@@ -116,9 +121,19 @@ class EvaluateWidget(DockForm, Container):
             rows += [("efficiency", f"{metrics['efficiency']:.1f} %")]
         rows += [("TP / FP / FN", f"{int(metrics['tp'])} / {int(metrics['fp'])} / {int(metrics['fn'])}")]
         self.table.value = "\n".join(f"{k:<14} {v}" for k, v in rows)
+        self.hint.value = self._scale_hint(metrics, pred_layer)
+        self.hint.visible = bool(self.hint.value)
         self._show_layers(pred, gt, m, pred_layer)
         self._plot(precision_recall_curve(pred, m), metrics["by_z"])
         return metrics
+
+    def _scale_hint(self, metrics, pred_layer) -> str:
+        from ..core.evaluation.metrics import scale_hint_message
+
+        if not metrics["scale_hint"]:
+            return ""
+        px = pred_layer.metadata.get("pixel_size_nm") if pred_layer is not None else None
+        return "⚠ " + scale_hint_message(metrics["scale_hint"], px, option="Localize's pixel field at")
 
     def _plot(self, curve, by_z):
         """The precision-recall curve; below it, for 3D ground truth, the errors against
