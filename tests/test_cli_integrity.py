@@ -87,6 +87,49 @@ def test_frame_by_frame_tiff_is_localized_whole_and_truncated_is_refused(sim, tm
     assert read_table(tmp_path / "t.csv")["frame"].max() <= 13
 
 
+@pytest.mark.parametrize("layout", ["imagej TCYX", "ome CTYX", "ome TCYX zlib"])
+def test_a_file_with_channels_is_localized_one_channel_at_a_time(sim, tmp_path, capsys, layout):
+    """A two-channel acquisition (molecules in channel 2 only; channel 1 the same frames
+    shifted in time, so the channels differ): refused without --channel, naming the
+    channels; --channel 2 localizes exactly what the single-channel movie gives; the
+    truncation of a channel is found as for a plain stack."""
+    movie = tifffile.imread(sim / "movie.tif")
+    both = np.stack([np.roll(movie, 7, axis=0), movie], 1)  # T, C, Y, X
+    path = tmp_path / "two.tif"
+    if layout == "imagej TCYX":
+        tifffile.imwrite(path, both, imagej=True, metadata={"axes": "TCYX"})
+    elif layout == "ome CTYX":
+        tifffile.imwrite(path, both.transpose(1, 0, 2, 3).copy(), ome=True, metadata={"axes": "CTYX"})
+    else:
+        tifffile.imwrite(path, both, ome=True, metadata={"axes": "TCYX"}, compression="zlib")
+    proc = cli_in_process(capsys, "localize", path, "--out", tmp_path / "l.csv", *CAMERA)
+    one_error_line(proc, f"{path}: holds 2 channels", "20 frames of 32x32 each", "--channel 1 to --channel 2")
+    proc = cli_in_process(capsys, "localize", path, "--out", tmp_path / "l.csv", *CAMERA, "--channel", 3)
+    one_error_line(proc, f"{path}: has no channel 3: it holds 2 channels")
+    out = cli_ok(capsys, "localize", path, "--out", tmp_path / "l.csv", *CAMERA, "--channel", 2).stdout
+    assert "channel 2 of 2: 20 frames of 32x32" in out
+    cli_ok(capsys, "localize", sim / "movie.tif", "--out", tmp_path / "plain.csv", *CAMERA)
+    assert (tmp_path / "l.csv").read_bytes() == (tmp_path / "plain.csv").read_bytes()
+    from napari_smlm.core.io import open_movie
+
+    first = open_movie(path, channel=0)
+    assert first.shape == (20, 32, 32) and first.channels == 2 and np.array_equal(first[3:9], both[3:9, 0])
+
+
+def test_napari_opens_each_channel_as_a_layer(sim, tmp_path):
+    from napari_smlm._io import get_reader
+
+    movie = tifffile.imread(sim / "movie.tif")
+    both = np.stack([movie // 2, movie], 1)
+    tifffile.imwrite(tmp_path / "two.tif", both, imagej=True, metadata={"axes": "TCYX"})
+    layers = get_reader(str(tmp_path / "two.tif"))(str(tmp_path / "two.tif"))
+    assert [kw["name"] for _, kw, _ in layers] == ["two channel 1", "two channel 2"]
+    assert [kw["metadata"]["channel"] for _, kw, _ in layers] == [0, 1]
+    for c, (data, _, kind) in enumerate(layers):
+        assert kind == "image" and data.shape == (20, 32, 32) and np.array_equal(np.asarray(data), both[:, c])
+        assert isinstance(data, np.memmap)  # a view into the file, not a copy of the movie
+
+
 # ----------------------------------------------------------------------------- item 2 (and 12, 13)
 
 

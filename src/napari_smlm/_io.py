@@ -37,11 +37,26 @@ def _read_movie(path):
     from .core.io import open_movie
     from .core.io.metadata import read_movie_metadata
 
-    movie = open_movie(path)
-    data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible
-    meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path)}
-    labels = {"axis_labels": ("frame", "y", "x")} if data.ndim == 3 else {}  # the slider says "frame"
-    return [(data, {"name": Path(path).stem, "colormap": "gray", "metadata": meta, **labels}, "image")]
+    from .core.io.movie import MovieError
+
+    try:
+        movies = [open_movie(path)]
+    except MovieError:  # a file with channels: one layer each (napari's way with channels)
+        first = open_movie(path, channel=0)
+        movies = [first] + [open_movie(path, channel=c) for c in range(1, first.channels)]
+        if first.channels == 1:
+            raise
+    layers = []
+    for movie in movies:
+        data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible
+        meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path)}
+        name = Path(path).stem
+        if movie.channels > 1:
+            meta["channel"] = movie.channel
+            name = f"{name} channel {movie.channel + 1}"
+        labels = {"axis_labels": ("frame", "y", "x")} if data.ndim == 3 else {}  # the slider says "frame"
+        layers.append((data, {"name": name, "colormap": "gray", "metadata": meta, **labels}, "image"))
+    return layers
 
 
 def _read_locs(path):

@@ -244,10 +244,15 @@ def cmd_localize(args) -> int:
         estimate_kwargs["em_gain"] = args.em_gain
 
     # The movie next (seconds before the model is loaded).
-    movie = open_movie(args.movie, allow_truncated=args.allow_truncated)
+    if args.channel is not None and args.channel < 1:
+        raise ValueError(f"--channel: expected 1 or more (channels count from 1), got {args.channel}")
+    movie = open_movie(args.movie, allow_truncated=args.allow_truncated,
+                       channel=None if args.channel is None else args.channel - 1)
     shape = check_movie(movie, str(args.movie))
     if movie.truncated:
         print(f"warning: {movie.truncated}", file=sys.stderr)
+    if movie.channels > 1:
+        print(f"channel {args.channel} of {movie.channels}: {shape[0]} frames of {shape[1]}x{shape[2]}")
     frame_range = _frame_range(args.frames, shape[0]) if args.frames else None
     if camera != "estimate":
         print(f"camera: {describe_camera(camera)}")
@@ -271,7 +276,11 @@ def cmd_localize(args) -> int:
         progress=progress, log=print, estimate_kwargs=estimate_kwargs, precision=args.precision,
         threads=args.threads, skip_empty=not args.whole_frames,
     )
-    source = movie if movie.truncated else args.movie
+    from .core.io.metadata import read_movie_metadata
+
+    # the opened movie (a channel, the complete frames of a truncated file), with what its file states
+    kwargs["metadata"] = read_movie_metadata(args.movie)
+    source = movie
     if args.merge:  # merging links rows across frames: it needs the whole table
         result = localize(source, **kwargs)
         print()
@@ -568,6 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size", type=float, help="camera pixel size [nm] (default: the model's)")
     p.add_argument("--threshold", type=float, help="detection probability threshold (default: the model's, 0.5)")
     p.add_argument("--frames", help="frame range FIRST:LAST, 1-based inclusive (default: all)")
+    p.add_argument("--channel", type=int, help="the channel to localize, 1-based, in a TIFF with channels "
+                   "(ImageJ or OME axes such as TCYX)")
     p.add_argument("--allow-truncated", action="store_true", help="localize the complete frames of a truncated TIFF "
                    "(without it, a truncated file is an error naming its last readable frame)")
     p.add_argument("--nms-radius-nm", type=float, help="non-maximum suppression radius [nm] (default: half a pixel)")

@@ -175,7 +175,8 @@ def estimate_camera(
 
     t = len(movie)
     if t < 3:
-        raise ValueError("camera estimation needs at least 3 frames")
+        raise ValueError(f"camera estimation needs at least 3 frames (the movie has {t}); give the camera "
+                         "(baseline, e-/ADU, EM gain) instead")
     if kind is not None and kind not in ("emccd", "scmos"):
         raise ValueError(f"camera estimation: kind must be 'emccd' or 'scmos', got {kind!r}")
     sums, adus, levels, n_read = [], [], [], 0

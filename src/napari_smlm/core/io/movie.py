@@ -56,10 +56,17 @@ class Movie:
 
     ``allow_truncated``: a truncated file gives its complete frames (``truncated``
     then says how many the file declared) instead of an error.
+
+    A file with channels (ImageJ or OME axes with C besides the frames: TCYX, CTYX,
+    ZCYX ...) is one channel's movie: ``channel`` (0-based) chooses it, and a file of
+    more than one channel without it is refused, naming them. ``channels`` is the
+    file's number of channels (1 for a plain stack).
     """
 
-    def __init__(self, path: Union[str, Path], allow_truncated: bool = False):
+    def __init__(self, path: Union[str, Path], allow_truncated: bool = False, channel: Optional[int] = None):
         self.path = Path(path)
+        self.channel = channel
+        self.channels = 1
         self._files: list[Path] | None = None
         self._pages: list[int] | None = None  # frame -> page index, when frames are pages
         self._page_offsets: list[int] | None = None  # their data offsets, when memory-mappable
@@ -141,6 +148,9 @@ class Movie:
                 if cut:
                     self._truncated(complete, total, allow_truncated)
                 return
+            if len(shape) > 3 and not axes.endswith("S"):
+                self._open_channel(tif, series, size, warnings, allow_truncated)
+                return
             # Otherwise several series of different shapes (an OME-TIFF with several
             # positions, a thumbnail ...): the first series is the movie.
             # Interleaved samples (…YXS) are colour images; planar samples (SYX, which
@@ -178,6 +188,61 @@ class Movie:
                 self._data = None  # compressed or tiled: read page by page
             if self._data is None:
                 self._pages = list(range(self.shape[0]))
+
+    def _open_channel(self, tif, series, size: int, warnings: list, allow_truncated: bool) -> None:
+        """One channel of a series with more axes than (T, Y, X): its frames' pages.
+        Pages follow the series' leading axes in order, so frame t of channel c is the
+        page at their flat index; where the data is contiguous, at its offset."""
+        shape, axes, dtype = tuple(series.shape), series.axes, series.dtype
+        lead, lead_axes = shape[:-2], axes[:-2]
+        varying = [i for i, n in enumerate(lead) if n > 1]
+        c = lead_axes.index("C") if "C" in lead_axes else None
+        frames_axes = [i for i in varying if i != c]
+        described = f"axes {axes}, shape {shape}"
+        if len(frames_axes) > 1:
+            raise MovieError(f"{self.path}: expected a single frame (Y, X) or a stack (T, Y, X), got shape {shape} "
+                             f"(axes {axes}: more than one axis besides Y and X varies; channels need a C axis)")
+        self._check(shape[-2:], dtype, self.path)
+        n_frames = lead[frames_axes[0]] if frames_axes else 1
+        self.channels = lead[c] if c is not None else 1
+        if self.channels > 1 and self.channel is None:
+            raise MovieError(f"{self.path}: holds {self.channels} channels ({described}: {n_frames} frames of "
+                             f"{shape[-2]}x{shape[-1]} each); choose one (--channel 1 to --channel {self.channels})")
+        if self.channel is not None and not 0 <= self.channel < self.channels:
+            raise MovieError(f"{self.path}: has no channel {self.channel + 1}: it holds "
+                             f"{self.channels} channel{'s' if self.channels > 1 else ''} ({described})")
+        index = [0] * len(lead)
+        pages = []
+        for t in range(n_frames):
+            if frames_axes:
+                index[frames_axes[0]] = t
+            if c is not None:
+                index[c] = self.channel or 0
+            pages.append(int(np.ravel_multi_index(index, lead)))
+        frame_bytes = int(np.prod(shape[-2:])) * np.dtype(dtype).itemsize
+        offset = getattr(series, "dataoffset", None)
+        if offset is not None:
+            offsets = [int(offset) + p * frame_bytes for p in pages]
+            complete = sum(1 for _ in _leading([o + frame_bytes for o in offsets], size))
+            self._pages, self._page_offsets = pages[:complete], offsets[:complete]
+        else:
+            in_file = [series.pages[p].index for p in pages]
+            ends = [self._page_end(tif.pages[i]) for i in in_file]
+            complete = sum(1 for _ in _leading(ends, size))
+            self._pages = in_file[:complete]
+            self._page_offsets = self._memmappable(tif, self._pages)
+        self.shape, self.dtype = (complete, *shape[-2:]), dtype
+        chain_cut = any("page offset" in w or "corrupt" in w for w in warnings)
+        if complete < n_frames or chain_cut:
+            self._truncated(complete, None if chain_cut else n_frames, allow_truncated)
+        elif offset is not None:  # a view of the channel in a memory map of the whole series (napari's layer)
+            series_map = np.memmap(self.path, dtype=np.dtype(dtype).newbyteorder(tif.byteorder), mode="r",
+                                   offset=int(offset), shape=shape)
+            pick = [slice(None) if i in frames_axes else (self.channel or 0) if i == c else 0 for i in range(len(lead))]
+            view = series_map[tuple(pick)].reshape(self.shape)
+            if view.flags.c_contiguous:  # one block (CTYX): a map of its own, read by file reads in __getitem__
+                view = np.memmap(self.path, dtype=view.dtype, mode="r", offset=offsets[0], shape=self.shape)
+            self._data = view
 
     @staticmethod
     def _memmappable(tif, pages: list[int]) -> Optional[list[int]]:
@@ -271,8 +336,8 @@ def _leading(ends: list[int], size: int):
         yield end
 
 
-def open_movie(path: Union[str, Path], allow_truncated: bool = False) -> Movie:
-    return Movie(path, allow_truncated=allow_truncated)
+def open_movie(path: Union[str, Path], allow_truncated: bool = False, channel: Optional[int] = None) -> Movie:
+    return Movie(path, allow_truncated=allow_truncated, channel=channel)
 
 
 def write_movie(chunks: Iterable[np.ndarray], path: Union[str, Path], shape: tuple[int, int, int], dtype=np.uint16,
