@@ -207,7 +207,8 @@ class Movie:
         self.channels = lead[c] if c is not None else 1
         if self.channels > 1 and self.channel is None:
             raise MovieError(f"{self.path}: holds {self.channels} channels ({described}: {n_frames} frames of "
-                             f"{shape[-2]}x{shape[-1]} each); choose one (--channel 1 to --channel {self.channels})")
+                             f"{shape[-2]}x{shape[-1]} each); choose one (localize: --channel 1 to --channel {self.channels}; "
+                             f"elsewhere save the channel as a TIFF of its own)")
         if self.channel is not None and not 0 <= self.channel < self.channels:
             raise MovieError(f"{self.path}: has no channel {self.channel + 1}: it holds "
                              f"{self.channels} channel{'s' if self.channels > 1 else ''} ({described})")
