@@ -64,6 +64,18 @@ def test_whole_adu_rounding_is_not_taken_for_shot_noise():
     assert rep["baseline"] == pytest.approx(100.0, abs=0.3)
 
 
+def test_a_movie_with_an_offset_taken_off_is_refused_with_the_reason():
+    """A float movie from which an offset was subtracted (negative values): no camera has
+    a negative baseline; said, instead of a camera 95 ADU off (the estimate was clamped to 0)."""
+    rng = np.random.default_rng(0)
+    movie = (rng.poisson(50.0, (40, 64, 64)) * 2.0 + 100 - 200).astype(np.float32)
+    with pytest.raises(ValueError, match=r"negative values and its baseline would be -(9\d|10\d)\.\d ADU, which no camera has"):
+        estimate_camera(movie, kind="scmos")
+    from napari_smlm._widgets._common import user_message
+
+    assert "the camera 'photons (no conversion)'" in user_message("… or give --photons if it is in photons already")
+
+
 def test_gradient_background_and_given_baseline():
     m, cam = movie("simulation.emitters.background_gradient=0.8", "simulation.emitters.background=[60,60]")
     _, report = estimate_camera(m)

@@ -140,6 +140,7 @@ _OPTION_NAMES = {
     "--batch-size": "batch size", "--max-memory-gb": "memory limit", "--frames": "frame range",
     "--baseline": "baseline", "--e-per-adu": "e-/ADU", "--em-gain": "EM gain", "--qe": "QE",
     "--camera": "camera", "--resume": "resume from", "--config": "preset", "--out": "output",
+    "--photons": "the camera 'photons (no conversion)'",
 }
 
 

@@ -286,6 +286,12 @@ def estimate_camera(
             f"({b:.1f} ADU) as a{'n EMCCD' if kind == 'emccd' else 'n sCMOS'}; give the camera kind "
             f"(--camera-kind) or the whole camera (baseline, e-/ADU, EM gain) instead"
         )
+    if b < 0 and adus.size and adus.min() < 0:
+        raise ValueError(
+            f"camera estimation: the movie holds negative values and its baseline would be {b:.1f} ADU, which no "
+            f"camera has: an offset was taken off it (a background-subtracted movie?). Add the offset back, or "
+            f"give --photons if it is in photons already"
+        )
     b = max(float(b), 0.0)  # ADU are never negative: a baseline estimated a little below 0 is 0
     gain_e = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
     cam = Camera(baseline=float(b), e_per_adu=gain_e / float(gain), em_gain=gain_e, qe=float(qe),
