@@ -129,8 +129,10 @@ def scale_hint(pred: dict, gt: dict, tolerance_nm: float = 250.0, tolerance_z_nm
     m = match(scaled, g, tolerance_nm, tolerance_z_nm)
     a = np.concatenate([p["x"][m.pred_index], p["y"][m.pred_index]])
     b = np.concatenate([g["x"][m.gt_index], g["y"][m.gt_index]])
-    best_f = float(np.dot(a, b) / np.dot(a, a))
-    best_j = max(best_j, jaccard({**p, "x": p["x"] * best_f, "y": p["y"] * best_f}))
+    fitted = float(np.dot(a, b) / np.dot(a, a))
+    fitted_j = jaccard({**p, "x": p["x"] * fitted, "y": p["y"] * fitted})
+    if fitted_j >= best_j:
+        best_j, best_f = fitted_j, fitted
     return {"factor": float(best_f), "jaccard": float(best_j), "jaccard_as_is": float(as_is),
             "frames": int(len(chosen))}
 
