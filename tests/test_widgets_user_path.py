@@ -357,6 +357,30 @@ def test_evaluate_tells_a_user_who_kept_the_default_pixel_size(make_napari_viewe
     assert e.metrics["jaccard"] > 0.85 and not shown(e.hint) and e.hint.value == ""
 
 
+@pytest.mark.skipif("emccd_gradient" not in MOVIES, reason=f"no foreign movie emccd_gradient in {FOREIGN}")
+def test_a_movie_with_channels_opens_as_a_layer_per_channel_and_localizes(make_napari_viewer, qtbot, messages, tmp_path):
+    """A two-channel acquisition (ImageJ TCYX) dragged into napari: a layer per channel;
+    Localize with its defaults on channel 2 gives what the single-channel movie gives."""
+    import tifffile
+
+    folder = FOREIGN / "emccd_gradient"
+    movie = tifffile.imread(folder / "movie.tif")
+    tifffile.imwrite(tmp_path / "two.tif", np.stack([movie[::-1], movie], 1), imagej=True, metadata={"axes": "TCYX"})
+    viewer = make_napari_viewer()
+    layers = viewer.open(tmp_path / "two.tif", plugin="napari-smlm")
+    assert [lay.name for lay in layers] == ["two channel 1", "two channel 2"]
+    w = open_widget(viewer, "Localize")
+    w.image.value = layers[1]
+    click(w.run_button)
+    wait_idle(qtbot, w)
+    assert not messages["error"], messages["error"]
+    assert w.layer.name == "two channel 2 localizations"
+    from napari_smlm.core.evaluation import evaluate
+
+    metrics, _ = evaluate(shown_table(w.layer, 100.0), _emitters(folder), 250.0)
+    assert metrics["jaccard"] >= 0.8, metrics["jaccard"]
+
+
 def test_messages_never_pass_on_pytorchs_unsafe_loading_advice():
     from napari_smlm._widgets._common import user_message
 
