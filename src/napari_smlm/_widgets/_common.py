@@ -485,5 +485,6 @@ def add_plot(widget, viewer, figsize=(3.2, 2.4), min_height=180):
     figure = Figure(figsize=figsize, layout="constrained")
     canvas = FigureCanvasQTAgg(figure)
     canvas.setMinimumHeight(min_height)
+    style_figure(figure, viewer)  # before anything is drawn too: no white panel in a dark window
     widget.form_layout.addWidget(canvas)
     return figure, canvas
