@@ -375,6 +375,14 @@ def test_a_movie_with_channels_opens_as_a_layer_per_channel_and_localizes(make_n
     wait_idle(qtbot, w)
     assert not messages["error"], messages["error"]
     assert w.layer.name == "two channel 2 localizations"
+    # the same file as one 4D layer (napari's own reader): said what to do
+    four_d = viewer.add_image(tifffile.imread(tmp_path / "two.tif"), name="4D")
+    w.image.value = four_d
+    click(w.run_button)
+    assert "got shape (120, 2, 64, 64) (channels" in messages["error"][-1]
+    assert "napari-smlm's reader" in messages["error"][-1] and "a layer per channel" in messages["error"][-1]
+    messages["error"].clear()
+    w.image.value = layers[1]
     from napari_smlm.core.evaluation import evaluate
 
     metrics, _ = evaluate(shown_table(w.layer, 100.0), _emitters(folder), 250.0)

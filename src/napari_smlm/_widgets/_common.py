@@ -280,8 +280,11 @@ def movie_from_layer(layer) -> np.ndarray:
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
+        split = (" (channels, or another axis besides the frames?): open the file with napari-smlm's reader "
+                 "(File > Open with Plugin, choosing napari-smlm), which gives a layer per channel"
+                 if data.ndim == 4 else "")
         raise ValueError(f"layer '{layer.name}': expected a (T, Y, X) stack or a single (Y, X) frame, "
-                         f"got shape {tuple(data.shape)}")
+                         f"got shape {tuple(data.shape)}{split}")
     return data
 
 
