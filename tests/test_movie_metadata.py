@@ -26,6 +26,35 @@ def write_ome(path, data, kind="EMCCD", gain=300, offset=None):
     tifffile.imwrite(path, data, description=xml.encode(), metadata=None)
 
 
+OME_TWO_CAMERAS = """<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">
+<Instrument ID="Instrument:0"><Detector ID="Detector:0" Type="EMCCD"/><Detector ID="Detector:1" Type="CMOS"/></Instrument>
+<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYZCT" Type="uint16" SizeX="{w}" SizeY="{h}" SizeZ="1"
+ SizeC="2" SizeT="{t}" PhysicalSizeX="0.1" PhysicalSizeXUnit="&#181;m" BigEndian="false">
+<Channel ID="Channel:0:0" SamplesPerPixel="1"><DetectorSettings ID="Detector:0" Gain="300" Offset="400"/></Channel>
+<Channel ID="Channel:0:1" SamplesPerPixel="1"><DetectorSettings ID="Detector:1" Offset="100"/></Channel>
+<TiffData IFD="0" PlaneCount="{n}"/></Pixels></Image></OME>"""
+
+
+def test_each_channel_of_an_ome_file_has_its_own_camera(tmp_path):
+    """A two-camera acquisition (an EMCCD on channel 1, an sCMOS on channel 2): each
+    channel's movie is read with its own detector's settings."""
+    from napari_smlm._io import get_reader
+    from napari_smlm.core.io import open_movie
+
+    d = np.random.default_rng(0).poisson(100, (6, 2, 16, 16)).astype(np.uint16)
+    xml = OME_TWO_CAMERAS.format(t=6, h=16, w=16, n=12)
+    tifffile.imwrite(tmp_path / "two.ome.tif", d, description=xml.encode(), metadata=None)
+    assert np.array_equal(open_movie(tmp_path / "two.ome.tif", channel=1)[:], d[:, 1])
+    first = read_movie_metadata(tmp_path / "two.ome.tif", channel=0)
+    second = read_movie_metadata(tmp_path / "two.ome.tif", channel=1)
+    assert first == {"pixel_size_nm": pytest.approx(100.0), "kind": "emccd", "em_gain": 300.0, "baseline": 400.0,
+                     "source": "OME-XML"}
+    assert second == {"pixel_size_nm": pytest.approx(100.0), "kind": "scmos", "baseline": 100.0, "source": "OME-XML"}
+    layers = get_reader(str(tmp_path / "two.ome.tif"))(str(tmp_path / "two.ome.tif"))
+    assert [kw["metadata"]["camera_metadata"]["kind"] for _, kw, _ in layers] == ["emccd", "scmos"]
+
+
 @pytest.fixture(scope="module")
 def emccd_movie():
     cfg = load_config(None, ["simulation.emitters.density_per_um2=[0.5,0.5]", "simulation.camera.em_gain=300",

@@ -49,7 +49,7 @@ def _read_movie(path):
     layers = []
     for movie in movies:
         data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible
-        meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path)}
+        meta = {"source_path": str(path), "camera_metadata": read_movie_metadata(path, channel=movie.channel)}
         name = Path(path).stem
         if movie.channels > 1:
             meta["channel"] = movie.channel

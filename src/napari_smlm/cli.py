@@ -279,7 +279,7 @@ def cmd_localize(args) -> int:
     from .core.io.metadata import read_movie_metadata
 
     # the opened movie (a channel, the complete frames of a truncated file), with what its file states
-    kwargs["metadata"] = read_movie_metadata(args.movie)
+    kwargs["metadata"] = read_movie_metadata(args.movie, channel=movie.channel)
     source = movie
     if args.merge:  # merging links rows across frames: it needs the whole table
         result = localize(source, **kwargs)

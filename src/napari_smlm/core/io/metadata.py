@@ -16,20 +16,22 @@ import logging
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 __all__ = ["read_movie_metadata"]
 
 _UNIT_NM = {"nm": 1.0, "µm": 1e3, "um": 1e3, "micron": 1e3, "microns": 1e3, "\\u00b5m": 1e3, "mm": 1e6, "m": 1e9}
 
 
-def read_movie_metadata(path: Union[str, Path]) -> dict:
+def read_movie_metadata(path: Union[str, Path], channel: Optional[int] = None) -> dict:
     """What the file says about its camera and pixel size.
 
     Keys, each only when the file states it: ``kind`` ('emccd' or 'scmos'),
     ``em_gain``, ``baseline`` (ADU), ``e_per_adu``, ``qe``, ``read_noise_e``,
     ``pixel_size_nm``, and ``source`` (the kinds of metadata they came from, for the
     user). Unreadable or absent metadata gives ``{}``: it is a hint, never an error.
+    ``channel`` (0-based): in an OME file with channels, that channel's detector and
+    its settings (each channel may have a camera of its own); else the first's.
     """
     import tifffile
 
@@ -46,7 +48,7 @@ def read_movie_metadata(path: Union[str, Path]) -> dict:
             for name, reader in (("napari-smlm", _ours), ("OME-XML", _ome), ("Micro-Manager", _micromanager),
                                  ("ImageJ", _imagej)):
                 try:
-                    values = reader(tif, page)
+                    values = reader(tif, page, channel) if reader is _ome else reader(tif, page)
                 except Exception:  # noqa: BLE001 - foreign metadata of every quality: a hint, never an error
                     values = {}
                 values = {k: v for k, v in values.items() if k not in found and v is not None}
@@ -71,7 +73,7 @@ def _ours(tif, page) -> dict:
     return {k: out[k] for k in ("kind", "em_gain", "baseline", "e_per_adu", "qe", "read_noise_e", "pixel_size_nm") if k in out}
 
 
-def _ome(tif, page) -> dict:
+def _ome(tif, page, channel: Optional[int] = None) -> dict:
     xml = tif.ome_metadata if tif.is_ome else None
     if not xml:
         return {}
@@ -87,12 +89,18 @@ def _ome(tif, page) -> dict:
         if unit.lower() in _UNIT_NM:
             out["pixel_size_nm"] = float(pixels[0].get("PhysicalSizeX")) * _UNIT_NM[unit.lower()]
     detectors = find("Detector")
+    settings = find("DetectorSettings")
+    channels = [c for c in (pixels[0] if pixels else ()) if c.tag.rsplit("}", 1)[-1] == "Channel"]
+    if channel is not None and channel < len(channels):  # that channel's camera, where it names one
+        own = [e for e in channels[channel] if e.tag.rsplit("}", 1)[-1] == "DetectorSettings"]
+        settings = own or settings
+        named = [d for d in detectors if own and d.get("ID") == own[0].get("ID")]
+        detectors = named or detectors
     kind = (detectors[0].get("Type") or "").upper() if detectors else ""
     if kind == "EMCCD":
         out["kind"] = "emccd"
     elif kind in ("CMOS", "CCD"):
         out["kind"] = "scmos"
-    settings = find("DetectorSettings")
     if settings:
         s = settings[0]
         if s.get("Gain") and out.get("kind") == "emccd":  # OME's Gain: the EM gain of an EMCCD
