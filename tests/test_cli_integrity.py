@@ -130,6 +130,28 @@ def test_napari_opens_each_channel_as_a_layer(sim, tmp_path):
         assert isinstance(data, np.memmap)  # a view into the file, not a copy of the movie
 
 
+def test_camera_command_estimates_before_localizing_and_writes_a_yaml_localize_reads(sim, tmp_path, capsys):
+    """`napari-smlm camera MOVIE --out cam.yaml`: the estimate with its ± before any
+    network runs; localize --camera cam.yaml then gives the table of a run without a camera
+    option (the same camera); a YAML napari-smlm did not write is refused before the work."""
+    yaml_path = tmp_path / "cam.yaml"
+    out = cli_ok(capsys, "camera", sim / "movie.tif", "--out", yaml_path).stdout
+    assert "20 frames of 32x32" in out and "camera: " in out and " ± " in out and f"wrote {yaml_path}" in out
+    text = yaml_path.read_text()
+    assert text.startswith("# napari-smlm camera of movie.tif") and "ADU per photoelectron" in text
+    cli_ok(capsys, "localize", sim / "movie.tif", "--out", tmp_path / "est.csv")
+    cli_ok(capsys, "localize", sim / "movie.tif", "--out", tmp_path / "yaml.csv", "--camera", yaml_path)
+    a, b = read_table(tmp_path / "est.csv"), read_table(tmp_path / "yaml.csv")
+    assert len(a["x"]) == len(b["x"]) > 0 and np.allclose(a["x"], b["x"], atol=0.01)
+    # written by us: replaced; anyone else's: refused before the estimate
+    cli_ok(capsys, "camera", sim / "movie.tif", "--out", yaml_path, "--camera-kind", "emccd")
+    assert "kind: emccd" in yaml_path.read_text()
+    (tmp_path / "mine.yaml").write_text("kind: scmos\n")
+    proc = cli_in_process(capsys, "camera", sim / "movie.tif", "--out", tmp_path / "mine.yaml")
+    one_error_line(proc, f"{tmp_path / 'mine.yaml'}: exists and is not a camera file written by napari-smlm")
+    assert "camera:" not in proc.stdout and (tmp_path / "mine.yaml").read_text() == "kind: scmos\n"
+
+
 # ----------------------------------------------------------------------------- item 2 (and 12, 13)
 
 

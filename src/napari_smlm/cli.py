@@ -329,6 +329,43 @@ def _positive_int(value, name):
     return v
 
 
+def cmd_camera(args) -> int:
+    """What the movie's file states about its camera, and the estimate from its noise,
+    before any localizing; ``--out`` writes it as a camera YAML to check and correct."""
+    from .core.camera import camera_for_movie, check_camera_yaml_target, describe_estimate, write_camera_yaml
+    from .core.io import open_movie
+    from .core.io.metadata import read_movie_metadata
+    from .core.localize import check_movie
+
+    if args.out:
+        if Path(args.out).resolve() == Path(args.movie).resolve():
+            raise ValueError(f"--out {args.out}: is the movie itself")
+        check_camera_yaml_target(args.out)  # before the estimate: never a file we did not write
+    if args.channel is not None and args.channel < 1:
+        raise ValueError(f"--channel: expected 1 or more (channels count from 1), got {args.channel}")
+    given = {"kind": args.camera_kind, "baseline": args.baseline, "em_gain": args.em_gain, "qe": args.qe}
+    from .core.config import camera_config
+
+    camera_config({k: v for k, v in given.items() if v is not None}, required=False, flags=True)
+    movie = open_movie(args.movie, channel=None if args.channel is None else args.channel - 1)
+    shape = check_movie(movie, str(args.movie))
+    metadata = read_movie_metadata(args.movie, channel=movie.channel)
+    channel = f", channel {movie.channel + 1} of {movie.channels}" if movie.channels > 1 else ""
+    print(f"{args.movie}: {shape[0]} frames of {shape[1]}x{shape[2]}{channel}")
+    stated = {k: v for k, v in metadata.items() if k != "source"}
+    print("the file states: " + (", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}"
+                                          for k, v in stated.items()) + f" ({metadata['source']})"
+                                 if stated else "nothing about its camera or pixel size"))
+    camera, report = camera_for_movie(movie, metadata, **given)
+    print(f"camera: {describe_estimate(report)}")
+    print(f"  {report['source']}; {camera.e_per_adu:.4g} e-/ADU at EM gain {camera.em_gain:g}" if camera.kind == "emccd"
+          else f"  {report['source']}; {camera.e_per_adu:.4g} e-/ADU")
+    if args.out:
+        write_camera_yaml(args.out, camera, report, Path(args.movie).name + channel)
+        print(f"wrote {args.out} (check it, then: napari-smlm localize {args.movie} --camera {args.out} ...)")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -599,6 +636,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", default="auto", help="frame windows per batch, or 'auto' (default)")
     p.add_argument("--max-memory-gb", type=float, help="memory budget for batch size auto (default: half the free memory)")
     p.set_defaults(func=cmd_localize)
+
+    p = sub.add_parser("camera", help="the movie's camera: what its file states, and the estimate from its noise",
+                       description="Before localizing: what the TIFF's metadata states about the camera, and the "
+                                   "camera estimated from the movie's background noise, with its uncertainty "
+                                   "(docs/camera.md); --out writes it as a camera YAML for localize --camera, to "
+                                   "check and correct first.")
+    p.add_argument("movie", help="TIFF stack or a folder of single-frame TIFFs")
+    p.add_argument("--out", help="write the camera as YAML (the keys localize --camera reads)")
+    p.add_argument("--channel", type=int, help="the channel, 1-based, in a TIFF with channels")
+    p.add_argument("--camera-kind", choices=("emccd", "scmos"), help="the kind, where you know it")
+    p.add_argument("--baseline", type=float, help="the baseline [ADU], where you know it")
+    p.add_argument("--em-gain", type=float, help="the EM gain (EMCCD), where you know it")
+    p.add_argument("--qe", type=float, help="quantum efficiency (0-1), where you know it")
+    p.set_defaults(func=cmd_camera)
 
     p = sub.add_parser("evaluate", help="compare localizations with ground truth", description="Per-frame optimal matching within the tolerances; precision, recall, F1, Jaccard, RMSE, efficiency, bias, photon error, average precision; for 3D ground truth also axial RMSE and bias, 3D efficiency (SMLM Challenge 2016) and the errors against the true z.")
     p.add_argument("locs", help="localizations (.csv or Picasso .h5)")

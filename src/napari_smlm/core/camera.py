@@ -389,6 +389,49 @@ def camera_for_movie(movie, metadata: Optional[dict] = None, **given) -> tuple["
     return cam, report
 
 
+CAMERA_YAML_MARK = "# napari-smlm camera"
+
+
+def check_camera_yaml_target(path) -> None:
+    """Refuse (``WriteError``) a camera YAML's name where a file napari-smlm did not write
+    lies: its first line is not ``CAMERA_YAML_MARK``."""
+    from pathlib import Path
+
+    from .utils import WriteError, check_writable
+
+    path = Path(path)
+    check_writable(path, "camera file")
+    if path.is_file():
+        with open(path, "rb") as fh:
+            first = fh.readline().decode("utf-8", "replace")
+        if not first.startswith(CAMERA_YAML_MARK):
+            raise WriteError(f"{path}: exists and is not a camera file written by napari-smlm; not replaced "
+                             f"(choose another name, or remove it)")
+
+
+def write_camera_yaml(path, camera: "Camera", report: Optional[dict] = None, movie_name: str = "") -> None:
+    """The camera as a YAML that ``localize --camera`` reads (the keys of
+    ``simulation.camera``), with where it came from and its uncertainties as comments,
+    written atomically. A file of that name that napari-smlm did not write (its first
+    line is not ``CAMERA_YAML_MARK``) is refused, never replaced."""
+    from pathlib import Path
+
+    import yaml
+
+    from .utils import atomic_write
+
+    path = Path(path)
+    check_camera_yaml_target(path)
+    lines = [f"{CAMERA_YAML_MARK}{' of ' + movie_name if movie_name else ''}"]
+    if report:
+        lines.append(f"# {report.get('source', '')}")
+        lines.append(f"# {describe_estimate(report)}")
+    lines.append("# correct what you know better, then: napari-smlm localize MOVIE --camera THIS_FILE ...")
+    values = {k: float(f"{v:.6g}") if isinstance(v, float) else v for k, v in camera.to_dict().items()}
+    text = "\n".join(lines) + "\n" + yaml.safe_dump(values, sort_keys=False)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def describe_estimate(report: dict) -> str:
     """One line for the user: the estimated camera with its uncertainties."""
     import math
