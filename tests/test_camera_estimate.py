@@ -76,6 +76,27 @@ def test_a_movie_with_an_offset_taken_off_is_refused_with_the_reason():
     assert "the camera 'photons (no conversion)'" in user_message("… or give --photons if it is in photons already")
 
 
+def test_bright_scmos_gain_from_the_censored_likelihood_where_the_sample_is_large(monkeypatch):
+    """An sCMOS at 1 ADU per photoelectron on 200 photons/px, 160 frames of 256x256: the
+    moments take up the signal of molecules no mask finds (+15 % here); the likelihood with
+    the top fifth censored does not, and states an error its result is within."""
+    import napari_smlm.core.camera as camera
+
+    cfg = load_config(None, ["simulation.frame_size=[256,256]", "simulation.emitters.density_per_um2=[0.5,0.5]",
+                             "simulation.camera.kind=scmos", "simulation.camera.e_per_adu=1.0",
+                             "simulation.camera.baseline=100", "simulation.camera.em_gain=1",
+                             "simulation.camera.read_noise_e=1.5", "simulation.emitters.background=[200,200]"])
+    chunks, _, _ = Simulator(cfg.simulation, seed=1).simulate_movie(160)
+    m = np.concatenate([c.numpy() for c in chunks]).astype(np.uint16)
+    _, rep = estimate_camera(m)
+    assert rep["method"] == "background noise likelihood (top fifth censored)"
+    assert rep["adu_per_e"] == pytest.approx(1.0, rel=0.08)
+    assert abs(rep["adu_per_e"] - 1.0) <= 2 * rep["adu_per_e_err"]
+    monkeypatch.setattr(camera, "SCMOS_FIT_MIN_SAMPLES", 10 ** 12)  # the moments, as before
+    _, moments = estimate_camera(m)
+    assert moments["method"] == "background noise statistics" and moments["adu_per_e"] > 1.10
+
+
 def test_gradient_background_and_given_baseline():
     m, cam = movie("simulation.emitters.background_gradient=0.8", "simulation.emitters.background=[60,60]")
     _, report = estimate_camera(m)
