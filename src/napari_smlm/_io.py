@@ -43,9 +43,9 @@ def _read_movie(path):
         movies = [open_movie(path)]
     except MovieError:  # a file with channels: one layer each (napari's way with channels)
         first = open_movie(path, channel=0)
-        movies = [first] + [open_movie(path, channel=c) for c in range(1, first.channels)]
-        if first.channels == 1:
+        if first.channels == 1:  # refused for another reason: that one
             raise
+        movies = [first] + [open_movie(path, channel=c) for c in range(1, first.channels)]
     layers = []
     for movie in movies:
         data = movie._data if getattr(movie, "_data", None) is not None else movie[:]  # memory-mapped where possible

@@ -244,10 +244,7 @@ def cmd_localize(args) -> int:
         estimate_kwargs["em_gain"] = args.em_gain
 
     # The movie next (seconds before the model is loaded).
-    if args.channel is not None and args.channel < 1:
-        raise ValueError(f"--channel: expected 1 or more (channels count from 1), got {args.channel}")
-    movie = open_movie(args.movie, allow_truncated=args.allow_truncated,
-                       channel=None if args.channel is None else args.channel - 1)
+    movie = open_movie(args.movie, allow_truncated=args.allow_truncated, channel=_channel_index(args.channel))
     shape = check_movie(movie, str(args.movie))
     if movie.truncated:
         print(f"warning: {movie.truncated}", file=sys.stderr)
@@ -329,10 +326,18 @@ def _positive_int(value, name):
     return v
 
 
+def _channel_index(channel):
+    """--channel (1-based) as the 0-based index open_movie takes, or None."""
+    if channel is not None and channel < 1:
+        raise ValueError(f"--channel: expected 1 or more (channels count from 1), got {channel}")
+    return None if channel is None else channel - 1
+
+
 def cmd_camera(args) -> int:
     """What the movie's file states about its camera, and the estimate from its noise,
     before any localizing; ``--out`` writes it as a camera YAML to check and correct."""
     from .core.camera import camera_for_movie, check_camera_yaml_target, describe_estimate, write_camera_yaml
+    from .core.config import camera_config
     from .core.io import open_movie
     from .core.io.metadata import read_movie_metadata
     from .core.localize import check_movie
@@ -341,13 +346,10 @@ def cmd_camera(args) -> int:
         if Path(args.out).resolve() == Path(args.movie).resolve():
             raise ValueError(f"--out {args.out}: is the movie itself")
         check_camera_yaml_target(args.out)  # before the estimate: never a file we did not write
-    if args.channel is not None and args.channel < 1:
-        raise ValueError(f"--channel: expected 1 or more (channels count from 1), got {args.channel}")
+    channel_index = _channel_index(args.channel)
     given = {"kind": args.camera_kind, "baseline": args.baseline, "em_gain": args.em_gain, "qe": args.qe}
-    from .core.config import camera_config
-
     camera_config({k: v for k, v in given.items() if v is not None}, required=False, flags=True)
-    movie = open_movie(args.movie, channel=None if args.channel is None else args.channel - 1)
+    movie = open_movie(args.movie, channel=channel_index)
     shape = check_movie(movie, str(args.movie))
     metadata = read_movie_metadata(args.movie, channel=movie.channel)
     channel = f", channel {movie.channel + 1} of {movie.channels}" if movie.channels > 1 else ""

@@ -521,8 +521,9 @@ def _in_threads(fn, items):
 def _background_sums(x, psf_px: float = 1.0, threshold: float = 4.0, radius: int = 3, samples: bool = False):
     """Moment sums of background pixels, away from molecules, for each image quadrant:
     n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
-    the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120). With ``samples``, also those pixels' values and local levels
-    (float32 arrays), for the likelihood fit.
+    the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120).
+    With ``samples``, also those pixels' values and local levels (float32 arrays), for
+    the likelihood fit.
 
     A pixel-frame is background unless a spot (smoothed excess over the local level
     above ``threshold`` σ, at the PSF's scale or 2.5× it, for the wings of bright
