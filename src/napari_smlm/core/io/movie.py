@@ -212,14 +212,12 @@ class Movie:
         if self.channel is not None and not 0 <= self.channel < self.channels:
             raise MovieError(f"{self.path}: has no channel {self.channel + 1}: it holds "
                              f"{self.channels} channel{'s' if self.channels > 1 else ''} ({described})")
-        index = [0] * len(lead)
-        pages = []
-        for t in range(n_frames):
-            if frames_axes:
-                index[frames_axes[0]] = t
-            if c is not None:
-                index[c] = self.channel or 0
-            pages.append(int(np.ravel_multi_index(index, lead)))
+        index = [np.zeros(n_frames, np.int64) for _ in lead]
+        if frames_axes:
+            index[frames_axes[0]] = np.arange(n_frames)
+        if c is not None:
+            index[c] = np.full(n_frames, self.channel or 0)
+        pages = np.ravel_multi_index(tuple(index), lead).tolist()
         frame_bytes = int(np.prod(shape[-2:])) * np.dtype(dtype).itemsize
         offset = getattr(series, "dataoffset", None)
         if offset is not None:
