@@ -277,9 +277,8 @@ def cmd_localize(args) -> int:
 
     # the opened movie (a channel, the complete frames of a truncated file), with what its file states
     kwargs["metadata"] = read_movie_metadata(args.movie, channel=movie.channel)
-    source = movie
     if args.merge:  # merging links rows across frames: it needs the whole table
-        result = localize(source, **kwargs)
+        result = localize(movie, **kwargs)
         print()
         table = result.table()
         result.candidates = {}  # the command writes only what passes the threshold: free the rest
@@ -294,7 +293,7 @@ def cmd_localize(args) -> int:
         # Streamed: each batch's rows are written as they come (to a temporary file,
         # renamed when the movie is done), so memory does not grow with the movie.
         with TableWriter(out) as writer:
-            result = localize(source, sink=writer, **kwargs)
+            result = localize(movie, sink=writer, **kwargs)
             print()
         n_localized = writer.rows
     n_frames = (frame_range[1] - frame_range[0]) if frame_range else result.movie_shape[0]
