@@ -283,7 +283,19 @@ def estimate_camera(
             from .camera_likelihood import fit_background_noise
 
             scmos_fit = fit_background_noise(adus[band], "scmos", float(gain0), float(lam0), censor=SCMOS_FIT_CENSOR)
-    if scmos_fit is not None and all(np.isfinite(scmos_fit.errors())):
+    given_fit = None
+    if kind == "emccd" and baseline is not None:  # the likelihood with the baseline fixed (see its docstring)
+        band = _level_band(levels, total, solve)
+        if band is not None:
+            from .camera_likelihood import fit_emccd_with_baseline
+
+            given_fit = fit_emccd_with_baseline(adus[band], float(baseline), float(solve(total, "emccd")[0]))
+    if given_fit is not None and np.isfinite(given_fit.errors()[0]):
+        gain, b = given_fit.gain, float(baseline)
+        gain_err, b_err = given_fit.errors()[0], 0.0
+        read_adu = given_fit.read_adu
+        method = "background noise likelihood (baseline given)"
+    elif scmos_fit is not None and all(np.isfinite(scmos_fit.errors())):
         gain, b = scmos_fit.gain, scmos_fit.baseline
         # the curvature knows the noise, not what molecules leave in the sample: the larger
         # of its errors and the moments' jackknife over the frame groups is what is stated
