@@ -130,6 +130,40 @@ def test_localize_camera_estimate_fills_the_manual_fields(make_napari_viewer, qt
     assert "baseline" in w.camera_info.value and not w.camera_info.native.isHidden()
 
 
+def test_localize_estimate_keeps_a_baseline_the_user_typed(make_napari_viewer, qtbot, messages):
+    """The estimate says where the movie cannot give the baseline; the user types it in the
+    manual field and presses Estimate again: the baseline is kept and the gain estimated with
+    it (as `localize --baseline B`). EM gain 30, 5 e-/ADU (6 ADU per photoelectron), baseline
+    500 ADU, 50 photons/px."""
+    from napari_smlm.core.config import load_config
+    from napari_smlm.core.simulation import Simulator
+
+    cfg = load_config(None, ["simulation.emitters.density_per_um2=[0.5,0.5]", "simulation.camera.kind=emccd",
+                             "simulation.camera.em_gain=30", "simulation.camera.e_per_adu=5",
+                             "simulation.camera.baseline=500", "simulation.emitters.background=[50,50]"])
+    chunks, _, _ = Simulator(cfg.simulation, seed=0).simulate_movie(100)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.concatenate([c.numpy() for c in chunks]).astype(np.uint16), name="emccd")
+    w = open_widget(viewer, "Localize")
+    click(w.estimate_button)
+    wait_idle(qtbot, w)
+    first = w.camera_report
+    assert first is not None, messages["error"]
+    assert "give it if you know it" in w.camera_info.value and abs(first["baseline"] - 500) > 10
+    w.baseline.value = 500.0  # typed
+    click(w.estimate_button)
+    wait_idle(qtbot, w)
+    report = w.camera_report
+    assert report["method"] == "background noise likelihood (baseline given)", messages["error"]
+    assert w.baseline.value == 500.0 and report["baseline"] == 500.0
+    assert report["adu_per_e"] == pytest.approx(6.0, rel=0.03)
+    assert w.em_gain.value / w.e_per_adu.value == pytest.approx(report["adu_per_e"], rel=1e-3)
+    assert "(baseline given)" in w.camera_info.value and "give it if you know it" not in w.camera_info.value
+    click(w.estimate_button)  # nothing typed since: the same estimate again, the baseline still the user's
+    wait_idle(qtbot, w)
+    assert w.camera_report["baseline"] == 500.0
+
+
 def test_train_widget_trains(make_napari_viewer, qtbot, tmp_path, messages):
     viewer = make_napari_viewer()
     t = open_widget(viewer, "Train")

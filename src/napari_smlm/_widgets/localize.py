@@ -62,7 +62,9 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.checkpoint = FileEdit(label="checkpoint", filter="*.pt", visible=False)
         self.camera = ComboBox(choices=CAMERAS, value=ESTIMATE, tooltip=CAMERA_TIP)
         self.estimate_button = PushButton(text="Estimate", tooltip="estimate the camera from the movie now and "
-                                                                   "fill the manual fields, to check or correct")
+                                                                   "fill the manual fields, to check or correct; "
+                                                                   "a baseline you typed there is kept and the "
+                                                                   "rest estimated with it")
         camera_row = Container(layout="horizontal", labels=False, widgets=[self.camera, self.estimate_button],
                                label="camera", tooltip=CAMERA_TIP)
         camera_row.margins = (0, 0, 0, 0)
@@ -120,6 +122,7 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.layer = None
         self.merged_layer = None
         self.camera_report: Optional[dict] = None
+        self._filled_baseline = float(self.baseline.value)  # what the last estimate (or the default) put there
         self._run_info = ""
         self._cancel = threading.Event()
         self._threshold_by_user = False
@@ -247,16 +250,23 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         except Exception as exc:  # noqa: BLE001 - shown to the user
             self._estimate_failed(exc)
             return
+        # A baseline the user typed in the manual fields (the one number an estimate often
+        # cannot pin down, and the one users can read off their camera) is kept, as
+        # `localize --baseline B` keeps it, and the rest estimated with it.
+        given = {}
+        if self.camera.value == MANUAL and abs(float(self.baseline.value) - self._filled_baseline) > 1e-9:
+            given["baseline"] = float(self.baseline.value)
 
         def work():
-            return camera_for_movie(movie, metadata)
+            return camera_for_movie(movie, metadata, **given)
             yield  # a generator worker, as Task wants
 
         def finished():
             self.task = None
             self.run_button.enabled = self.estimate_button.enabled = True
 
-        self.task = Task(work, desc="napari-smlm: estimating the camera", on_return=self._apply_estimate,
+        self.task = Task(work, desc="napari-smlm: estimating the camera",
+                         on_return=lambda estimate: self._apply_estimate(estimate, baseline_given=bool(given)),
                          on_error=self._estimate_failed, on_finish=finished)
         self.run_button.enabled = self.estimate_button.enabled = False
         self.camera_info.value = "estimating the camera from the movie…"
@@ -270,11 +280,13 @@ class LocalizeWidget(MovieFields, DockForm, Container):
         self.camera_info.value = f"failed: {message}"
         notify_error(f"{message}; choose '{MANUAL}' and type the camera's values")
 
-    def _apply_estimate(self, estimate) -> dict:
+    def _apply_estimate(self, estimate, baseline_given: bool = False) -> dict:
         camera, report = estimate
         self.camera_report = dict(report)
         self.camera.value = MANUAL
         self.baseline.value = float(camera.baseline)
+        if not baseline_given:  # a baseline the user gave stays theirs at the next Estimate
+            self._filled_baseline = float(camera.baseline)
         self.e_per_adu.value = float(camera.e_per_adu)
         self.em_gain.value = float(camera.em_gain)
         self.qe.value = float(camera.qe)

@@ -339,6 +339,8 @@ def estimate_camera(
             f"give --photons if it is in photons already"
         )
     b = max(float(b), 0.0)  # ADU are never negative: a baseline estimated a little below 0 is 0
+    if baseline is not None:
+        b_err = float("nan")  # given, not estimated: no ± to print
     gain_e = float(em_gain) if em_gain is not None else (100.0 if kind == "emccd" else 1.0)
     cam = Camera(baseline=float(b), e_per_adu=gain_e / float(gain), em_gain=gain_e, qe=float(qe),
                  read_noise_e=read_adu * gain_e / float(gain) if kind == "emccd" else SCMOS_READ_NOISE_E, kind=kind)
