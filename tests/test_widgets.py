@@ -134,13 +134,14 @@ def test_localize_estimate_keeps_a_baseline_the_user_typed(make_napari_viewer, q
     """The estimate says where the movie cannot give the baseline; the user types it in the
     manual field and presses Estimate again: the baseline is kept and the gain estimated with
     it (as `localize --baseline B`). EM gain 30, 5 e-/ADU (6 ADU per photoelectron), baseline
-    500 ADU, 50 photons/px."""
+    500 ADU, 10 photons/px: 504.6 ± 6.2 ADU and +6.1 % estimated, +0.9 % with the baseline typed
+    (measured)."""
     from napari_smlm.core.config import load_config
     from napari_smlm.core.simulation import Simulator
 
     cfg = load_config(None, ["simulation.emitters.density_per_um2=[0.5,0.5]", "simulation.camera.kind=emccd",
                              "simulation.camera.em_gain=30", "simulation.camera.e_per_adu=5",
-                             "simulation.camera.baseline=500", "simulation.emitters.background=[50,50]"])
+                             "simulation.camera.baseline=500", "simulation.emitters.background=[10,10]"])
     chunks, _, _ = Simulator(cfg.simulation, seed=0).simulate_movie(100)
     viewer = make_napari_viewer()
     viewer.add_image(np.concatenate([c.numpy() for c in chunks]).astype(np.uint16), name="emccd")
@@ -149,7 +150,7 @@ def test_localize_estimate_keeps_a_baseline_the_user_typed(make_napari_viewer, q
     wait_idle(qtbot, w)
     first = w.camera_report
     assert first is not None, messages["error"]
-    assert "give it if you know it" in w.camera_info.value and abs(first["baseline"] - 500) > 10
+    assert "give it if you know it" in w.camera_info.value and first["baseline_err"] > 3
     w.baseline.value = 500.0  # typed
     click(w.estimate_button)
     wait_idle(qtbot, w)

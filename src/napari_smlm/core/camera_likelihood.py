@@ -293,20 +293,18 @@ def fit_emccd_with_baseline(adu: np.ndarray, baseline: float, gain0: float, cens
             return 1e300
         return _nll("emccd", g, lam, baseline, s, hist)
 
-    best = None
-    for logit in (-6.0, -3.0, -1.0):  # a read noise of 0.2 %, 5 % and 27 % of the variance to start from
-        theta, fun = np.array([np.log(gain0), np.log(above / gain0), logit]), np.inf
-        for _ in range(RESTARTS):
-            res = optimize.minimize(objective, theta, method="Nelder-Mead",
-                                    options={"xatol": 1e-4, "fatol": 1e-2, "maxiter": 3000})
-            gained = fun - float(res.fun)
-            if res.fun < fun:
-                theta, fun = res.x, float(res.fun)
-            if gained < 0.01:
-                break
-        if best is None or fun < best[1]:
-            best = (theta, fun)
-    theta, nll = best
+    # From a read noise of 5 % of the variance, restarted where it stopped until a restart
+    # gains < 0.01. Runs of at most 1,000 steps: from 0.2 % one crept along the valley for
+    # 2 × 3,000 steps (110 s) to the optimum that 5 % and 27 % reached in ~200.
+    theta, nll = np.array([np.log(gain0), np.log(above / gain0), -3.0]), np.inf
+    for _ in range(RESTARTS):
+        res = optimize.minimize(objective, theta, method="Nelder-Mead",
+                                options={"xatol": 1e-4, "fatol": 1e-2, "maxiter": 1000})
+        gained = nll - float(res.fun)
+        if res.fun < nll:
+            theta, nll = res.x, float(res.fun)
+        if gained < 0.01:
+            break
     if not np.isfinite(nll) or nll >= 1e299:
         return None
     g, lam, s = unpack(theta)
