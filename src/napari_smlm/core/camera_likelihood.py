@@ -267,12 +267,13 @@ def fit_emccd_with_baseline(adu: np.ndarray, baseline: float, gain0: float, cens
     """Fit an EMCCD's background values ``adu`` (whole ADU, one background level) for gain,
     λ and read noise with the ``baseline`` given; None if the fit fails.
 
-    The baseline known, the values' location gives λ·gain and their skew the gain, so the
-    read noise is told from shot noise even where it cannot be without it (bright
-    backgrounds at a low EM gain) — no prior is needed. The moments with the baseline given
-    (κ2 / 2(κ1 − b)) take the read noise for shot noise instead: on the camera grid's
-    200-frame movies +7 % at EM gain 30 and 50 photons/px and +33 % at 10 photons/px, where
-    this fit was within 1 % (scratch ``bfix13.py``)."""
+    The baseline known, the values' location gives λ·gain and their shape the gain and the
+    read noise, with no prior on it. The moments with the baseline given (κ2 / 2(κ1 − b))
+    take the read noise for shot noise instead: on the camera grid's 200-frame movies at EM
+    gain 30, +33 % at 10 photons/px and +7 % at 50, where this fit was within 1.5 % (scratch
+    ``bfix13.py``, ``given13.py``). ``estimate_camera`` uses it on dim backgrounds only: on
+    bright ones the shape alone tells the read noise, and on the foreign gradient movie it
+    read 21.5 ADU of it (true 2.5)."""
     from scipy import optimize
 
     adu = np.asarray(adu, np.float64)
