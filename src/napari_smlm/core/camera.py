@@ -242,9 +242,8 @@ def estimate_camera(
 
     mean = total[1] / total[0]
     fits = {}
-    band = None
+    band = _level_band(levels, total, solve)  # the background values of one level, for the likelihood fits
     if baseline is None:  # the likelihood of the whole distribution (camera_likelihood.py) refines the moments
-        band = _level_band(levels, total, solve)
         for k in ((kind,) if kind is not None else ("emccd", "scmos")) if band is not None else ():
             fits[k] = _likelihood_fit(adus[band], k, total, solve)
 
@@ -293,7 +292,6 @@ def estimate_camera(
         # against the moments' +0.9 %.
         from .camera_likelihood import DIM_LAMBDA, fit_emccd_with_baseline
 
-        band = _level_band(levels, total, solve)
         gain0 = float(solve(total, "emccd")[0])
         if band is not None and np.isfinite(gain0) and gain0 > 0 and (mean - baseline) / gain0 < DIM_LAMBDA:
             given_fit = fit_emccd_with_baseline(adus[band], float(baseline), gain0)

@@ -177,8 +177,6 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
     ``DIM_LAMBDA`` photoelectrons per pixel), at all (on bright backgrounds it cannot be
     told from shot noise and would wander, taking the gain with it). None if the fit fails.
     """
-    from scipy import optimize
-
     adu = np.asarray(adu, np.float64)
     if adu.size < 1000 or not all(np.isfinite([gain0, lam0])) or gain0 <= 0 or lam0 <= 0:
         return None
@@ -209,21 +207,7 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
         return _nll(kind, g, lam, b, s, hist) + prior
 
     def run(theta0, read_free):
-        # Nelder–Mead restarted from where it stopped until a restart gains < 0.01: in four
-        # dimensions its simplex collapses in this likelihood's narrow valley (gain, λ and
-        # read noise trade against each other) and stalled 17 log-units short of the truth's
-        # likelihood on a dim EMCCD, with the gain 2.3 % low and the baseline 11 ADU off.
-        theta, fun = np.asarray(theta0, float), np.inf
-        for _ in range(RESTARTS):
-            simplex = theta + np.vstack([np.zeros(len(theta)), 0.05 * np.eye(len(theta))])
-            res = optimize.minimize(objective, theta, args=(read_free,), method="Nelder-Mead",
-                                    options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-2, "maxiter": 3000})
-            gained = fun - float(res.fun)
-            if res.fun < fun:
-                theta, fun = res.x, float(res.fun)
-            if gained < 0.01:
-                break
-        return theta, fun
+        return _restarted_nelder_mead(lambda t: objective(t, read_free), theta0)
 
     lam0 = float(np.clip(lam0, 0.05, 5e4))
     v0 = shape * lam0 * gain0 ** 2 + (read_e_scmos * gain0) ** 2 * (kind == "scmos")
@@ -274,8 +258,6 @@ def fit_emccd_with_baseline(adu: np.ndarray, baseline: float, gain0: float, cens
     ``bfix13.py``, ``given13.py``). ``estimate_camera`` uses it on dim backgrounds only: on
     bright ones the shape alone tells the read noise, and on the foreign gradient movie it
     read 21.5 ADU of it (true 2.5)."""
-    from scipy import optimize
-
     adu = np.asarray(adu, np.float64)
     above = float(adu.mean()) - baseline
     if adu.size < 1000 or not (np.isfinite(gain0) and gain0 > 0 and above > 0):
@@ -294,18 +276,10 @@ def fit_emccd_with_baseline(adu: np.ndarray, baseline: float, gain0: float, cens
             return 1e300
         return _nll("emccd", g, lam, baseline, s, hist)
 
-    # From a read noise of 5 % of the variance, restarted where it stopped until a restart
-    # gains < 0.01. Runs of at most 1,000 steps: from 0.2 % one crept along the valley for
-    # 2 × 3,000 steps (110 s) to the optimum that 5 % and 27 % reached in ~200.
-    theta, nll = np.array([np.log(gain0), np.log(above / gain0), -3.0]), np.inf
-    for _ in range(RESTARTS):
-        res = optimize.minimize(objective, theta, method="Nelder-Mead",
-                                options={"xatol": 1e-4, "fatol": 1e-2, "maxiter": 1000})
-        gained = nll - float(res.fun)
-        if res.fun < nll:
-            theta, nll = res.x, float(res.fun)
-        if gained < 0.01:
-            break
+    # From a read noise of 5 % of the variance, in runs of at most 1,000 steps: from 0.2 % one
+    # crept along the valley for 2 × 3,000 steps (110 s) to the optimum that 5 % and 27 %
+    # reached in ~200.
+    theta, nll = _restarted_nelder_mead(objective, [np.log(gain0), np.log(above / gain0), -3.0], maxiter=1000)
     if not np.isfinite(nll) or nll >= 1e299:
         return None
     g, lam, s = unpack(theta)
@@ -314,6 +288,26 @@ def fit_emccd_with_baseline(adu: np.ndarray, baseline: float, gain0: float, cens
     return NoiseFit(kind="emccd", gain=float(g), lam=float(lam), baseline=float(baseline), read_adu=float(s), nll=nll,
                     cov=np.array([[gain_var, 0.0], [0.0, 0.0]]), read_free=True, n=hist.n)
 
+
+def _restarted_nelder_mead(f, theta0, maxiter: int = 3000):
+    """Minimise ``f`` by Nelder–Mead restarted from where it stopped until a restart gains
+    < 0.01 (at most RESTARTS runs): in four dimensions its simplex collapses in this
+    likelihood's narrow valley (gain, λ and read noise trade against each other) and stalled
+    17 log-units short of the truth's likelihood on a dim EMCCD, with the gain 2.3 % low and
+    the baseline 11 ADU off. Returns the best point and its value."""
+    from scipy import optimize
+
+    theta, fun = np.asarray(theta0, float), np.inf
+    for _ in range(RESTARTS):
+        simplex = theta + np.vstack([np.zeros(len(theta)), 0.05 * np.eye(len(theta))])
+        res = optimize.minimize(f, theta, method="Nelder-Mead",
+                                options={"initial_simplex": simplex, "xatol": 1e-4, "fatol": 1e-2, "maxiter": maxiter})
+        gained = fun - float(res.fun)
+        if res.fun < fun:
+            theta, fun = res.x, float(res.fun)
+        if gained < 0.01:
+            break
+    return theta, fun
 
 def _covariance(f, theta, steps) -> np.ndarray:
     """Inverse of the numerical Hessian of ``f`` at ``theta`` (central differences, ``steps``
