@@ -297,7 +297,7 @@ def estimate_camera(
             given_fit = fit_emccd_with_baseline(adus[band], float(baseline), gain0)
     if given_fit is not None and np.isfinite(given_fit.errors()[0]):
         gain, b = given_fit.gain, float(baseline)
-        gain_err, b_err = given_fit.errors()[0], 0.0
+        gain_err, b_err = given_fit.errors()[0], float("nan")  # the baseline given: no ± (as below)
         read_adu = given_fit.read_adu
         method = "background noise likelihood (baseline given)"
     elif scmos_fit is not None and all(np.isfinite(scmos_fit.errors())):
