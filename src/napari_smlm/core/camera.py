@@ -553,7 +553,7 @@ def _in_threads(fn, items):
             yield pending.popleft().result()
 
 
-def _background_sums(x, psf_px: float = 1.0, threshold: float = 4.0, radius: int = 3, samples: bool = False):
+def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3, samples: bool = False):
     """Moment sums of background pixels, away from molecules, for each image quadrant:
     n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
     the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120).
@@ -574,12 +574,15 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 4.0, radius: int
     sigma = 1.4826 * float(np.median(np.abs(x - level)))
     # The two halves of a checkerboard are masked from each other: a mask that sees a
     # pixel's own value drops its upward noise and biases κ3 low (-17 % on an sCMOS
-    # movie). The threshold trades that truncation (lower: more masked, gain low) against
-    # the wings of molecules left in (higher: gain high, which costs localization less).
-    # Measured (gain error; 8 simulated EMCCD movies at 0.5-2 molecules/µm², 8 sCMOS at
-    # 0.1-1, the 3 movies of another simulator): at 4σ, -4 to +13 %, -2 to +21 % and
-    # -3 to +4 %; at 3.5σ, -5 to +3 %, -6 to +15 % but -11 % on the 160 nm foreign movie;
-    # at 5σ up to +60 % on dense movies; one pass at 3σ without the checkerboard, +113 %.
+    # movie). So a lower threshold costs samples, not truncation, and leaves fewer dim
+    # partial blinks and far wings of molecules in (they add to κ3: gain high). Measured
+    # on the 200-frame camera grid (benchmarks/camera_estimate.py, 54 movies; gain within
+    # 10 %) and the 3 movies of another simulator: at 4σ, 45 of 54, sCMOS at 200 photons/px
+    # +9 to +22 %, foreign +0 / +1 / +4 %; at 3.5σ, 50 of 54, +5 to +17 %, foreign -3 / -1 /
+    # -0.4 %; at 3σ, 49, the foreign sCMOS -11 %; the mask also kept over the next and the
+    # previous frame for spots at 2-2.5σ (partial blinks), 48-50, the errors on dim
+    # backgrounds doubled. At 5σ up to +60 % on dense movies; one pass at 3σ without the
+    # checkerboard, +113 %.
     h, w = x.shape[-2:]
     black = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
     for _ in range(2):
