@@ -176,9 +176,12 @@ def estimate_camera(
 
     Returns the camera and a report for the user: ``kind``, ``kind_reason``, ``read_noise_adu``
     (EMCCD, where the movie shows it, else 0),
-    ``baseline`` and ``baseline_err``, ``adu_per_e`` and ``adu_per_e_err`` (1-σ,
-    from the likelihood's curvature, or the jackknife over the frame groups where the
-    moments stand), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
+    ``baseline`` and ``baseline_err`` (NaN where the baseline was given), ``adu_per_e`` and
+    ``adu_per_e_err`` (1-σ: an EMCCD's likelihood fit, the larger of its curvature and the
+    Cramér–Rao bound with the read noise unknown (with the baseline given, its curvature); the
+    censored sCMOS fit, the larger of its curvature and the moments' jackknife; the
+    moments, the jackknife over the frame groups and image quadrants), ``e_per_adu``,
+    ``em_gain``, ``qe``, ``method``,
     ``source``, ``n_pixels`` (background samples used) and ``background_fraction``.
     """
     import numpy as np
