@@ -309,6 +309,7 @@ def _restarted_nelder_mead(f, theta0, maxiter: int = 3000):
             break
     return theta, fun
 
+
 def _covariance(f, theta, steps) -> np.ndarray:
     """Inverse of the numerical Hessian of ``f`` at ``theta`` (central differences, ``steps``
     per coordinate: wide, because the likelihood on a grid is not smooth at the 1e-6 level)."""
