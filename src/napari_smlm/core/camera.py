@@ -128,8 +128,9 @@ KIND_LIKELIHOOD_RATIO = 10.0
 # An sCMOS's gain from the likelihood of the background values with their top fifth
 # censored, instead of the moments, where the background is bright and the sample large.
 # The moments' κ3/κ2 takes up the signal of molecules no mask finds (dim partial blinks,
-# far wings): +15 to +22 % at 200 photons/px on the camera grid, growing with the background.
-# The censored fit leaves that tail out (+3.7 to +10 % there), but it scatters more (on
+# far wings): +15 to +22 % at 200 photons/px on the camera grid with the mask at 4σ (+5 to
+# +17 % at 3.5σ), growing with the background. The censored fit leaves that tail out
+# (+3.7 to +10 % there, at 4σ), but it scatters more (on
 # 120-frame 64×64 movies 9 % against the moments' 5 %) and wanders on dim backgrounds (up
 # to +48 % at 10 photons/px): measured in docs/camera.md.
 SCMOS_FIT_MIN_LAMBDA = 30.0  # photoelectrons per pixel
