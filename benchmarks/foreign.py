@@ -1,6 +1,7 @@
 """Our models on the movies of an independent simulator, as a user without a camera option runs them.
 
     python benchmarks/foreign.py [--models default,fast] [--data ../shared/data/foreign] [--true-camera]
+                                 [--device auto] [--precision auto]
 
 Each folder of ``--data`` holds ``movie.tif``, ``emitters.csv`` (frame from 1, x, y, z in
 nm, photons) and ``camera.json`` (the truth, with ``pixel_size_nm``). The movie is
@@ -32,13 +33,16 @@ def main() -> None:
     ap.add_argument("--models", default="default,fast", help="comma-separated bundled names or checkpoints")
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--true-camera", action="store_true", help="the camera.json's camera instead of the estimate")
+    ap.add_argument("--device", default="auto", help="auto, cpu or cuda (as localize --device)")
+    ap.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (as localize --precision)")
     args = ap.parse_args()
     folders = sorted(p for p in Path(args.data).iterdir() if (p / "movie.tif").exists())
     if not folders:
         sys.exit(f"{args.data}: no folder with a movie.tif")
     models = {name: LocalizationModel.load(name) for name in args.models.split(",")}
     print(f"# Movies of an independent simulator ({args.data}), {time.strftime('%Y-%m-%d')}, camera "
-          f"{'from camera.json' if args.true_camera else 'estimated from each movie'}\n")
+          f"{'from camera.json' if args.true_camera else 'estimated from each movie'}, "
+          f"device {args.device}, precision {args.precision}\n")
     print("| movie | model | threshold | precision | recall | Jaccard | RMSE lat nm |")
     print("|---|---|---|---|---|---|---|")
     for folder in folders:
@@ -48,7 +52,8 @@ def main() -> None:
                         read_noise_e=c["read_noise_e"], kind=c["kind"]) if args.true_camera else "estimate"
         gt = read_table(str(folder / "emitters.csv"))
         for name, lm in models.items():
-            res = localize(str(folder / "movie.tif"), model=lm, camera=camera, pixel_size_nm=truth["pixel_size_nm"])
+            res = localize(str(folder / "movie.tif"), model=lm, camera=camera, pixel_size_nm=truth["pixel_size_nm"],
+                           device=args.device, precision=args.precision)
             m = evaluate(res.table(), gt, 250.0, 500.0)[0]
             print(f"| {folder.name} | {name} | {res.threshold:g} | {m['precision']:.3f} | {m['recall']:.3f} | "
                   f"{m['jaccard']:.3f} | {m['rmse_lat']:.1f} |", flush=True)
