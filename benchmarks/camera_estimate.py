@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-from napari_smlm.core.camera import estimate_camera
+from napari_smlm.core.camera import GAIN_ASK_REL, estimate_camera
 from napari_smlm.core.camera_likelihood import cramer_rao
 from napari_smlm.core.evaluation import evaluate
 from napari_smlm.core.inference import LocalizationModel
@@ -56,9 +56,9 @@ def main() -> None:
     lm = None if args.no_jaccard else LocalizationModel.load("default")
     print(f"# camera estimation from the movie — {time.strftime('%Y-%m-%d')}, {args.frames} frames of "
           f"{args.size}x{args.size} per movie\n")
-    print("| kind | EM gain | e-/ADU | baseline | bg ph/px | est. kind | ADU/e⁻ true | ADU/e⁻ est. (err %) | bound % "
-          "| baseline est. (err ADU) | ± stated | bound ADU | Jaccard true cam. | Jaccard est. cam. | s |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| kind | EM gain | e-/ADU | baseline | bg ph/px | est. kind | ADU/e⁻ true | ADU/e⁻ est. (err %) | ± stated % "
+          "| bound % | baseline est. (err ADU) | ± stated | bound ADU | Jaccard true cam. | Jaccard est. cam. | s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = []
     for i, (kind, gain, epa, base, bg) in enumerate(grid(args.quick)):
         over = [f"simulation.camera.kind={kind}", f"simulation.camera.e_per_adu={epa}", f"simulation.camera.baseline={base}",
@@ -91,9 +91,10 @@ def main() -> None:
                 row[f"jaccard_{tag}"] = evaluate(res.table(), gt, 250.0, np.inf)[0]["jaccard"]
         rows.append(row)
         if est is None:
-            est_cols = f"failed: {rep['error'][:60]} | | | | | |"
+            est_cols = f"failed: {rep['error'][:60]} | | | | | | |"
         else:
             est_cols = (f"{rep['kind']} | {true_k:.3g} | {rep['adu_per_e']:.3g} ({100 * row['gain_err']:+.1f}) | "
+                        f"{100 * rep['adu_per_e_err'] / rep['adu_per_e']:.2g} | "
                         f"{100 * row['gain_bound']:.2g} | {rep['baseline']:.1f} ({row['baseline_err']:+.1f}) | "
                         f"{rep.get('baseline_err', float('nan')):.2g} | {row['baseline_bound']:.2g} |")
         jac = (f" {row['jaccard_true']:.3f} | {row['jaccard_est']:.3f} |" if lm is not None else " | |")
@@ -107,10 +108,16 @@ def main() -> None:
     gain_can = [r for r in ok if 2 * r["gain_bound"] <= 0.10]
     base_can = [r for r in ok if r["kind"] == "emccd" and 2 * r["baseline_bound"] <= 3]
     honest = sum(abs(r["baseline_err"]) <= 2 * r["estimate"].get("baseline_err", np.nan) for r in ok if r["kind"] == "emccd")
+    # the gain's ± relative to the estimate, its error relative to the truth: 1 + e = est / true
+    honest_g = sum(abs(r["gain_err"]) <= 2 * r["estimate"]["adu_per_e_err"] / r["estimate"]["adu_per_e"] * (1 + r["gain_err"])
+                   for r in ok)
+    asked = sum(r["estimate"]["adu_per_e_err"] / r["estimate"]["adu_per_e"] > GAIN_ASK_REL for r in ok)
     summary = (f"\n{len(ok)} of {len(rows)} estimated; kind right in {kind_ok}; ADU per photoelectron within 10 % in {gain_ok} "
                f"(in {sum(abs(r['gain_err']) <= 0.10 for r in gain_can)} of the {len(gain_can)} where twice the bound is within 10 %); "
                f"EMCCD baseline within 3 ADU in {base_ok} of {n_em} (in {sum(abs(r['baseline_err']) <= 3 for r in base_can)} "
-               f"of the {len(base_can)} where twice the bound is within 3 ADU), within twice its stated ± in {honest} of {n_em}")
+               f"of the {len(base_can)} where twice the bound is within 3 ADU), within twice its stated ± in {honest} of {n_em}; "
+               f"ADU per photoelectron within twice its stated ± in {honest_g} of {len(ok)}, asked for (± over "
+               f"{100 * GAIN_ASK_REL:.0f} %) in {asked}")
     if lm is not None:
         jac_ok = sum(r["jaccard_est"] >= r["jaccard_true"] - 0.02 for r in rows)
         summary += f"; Jaccard within 0.02 of the true camera's in {jac_ok} of {len(rows)}"

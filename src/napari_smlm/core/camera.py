@@ -136,6 +136,7 @@ KIND_LIKELIHOOD_RATIO = 10.0
 SCMOS_FIT_MIN_LAMBDA = 30.0  # photoelectrons per pixel
 SCMOS_FIT_MIN_SAMPLES = 500_000  # background values in the fit's band
 SCMOS_FIT_CENSOR = 0.8
+MASK_ALT_THRESHOLD = 4.0
 
 
 def estimate_camera(
@@ -181,9 +182,12 @@ def estimate_camera(
     ``adu_per_e_err`` (1-σ: an EMCCD's likelihood fit, the larger of its curvature and the
     Cramér–Rao bound with the read noise unknown (with the baseline given, its curvature); the
     censored sCMOS fit, the larger of its curvature and the moments' jackknife; the
-    moments, the jackknife over the frame groups and image quadrants), ``e_per_adu``,
-    ``em_gain``, ``qe``, ``method``,
-    ``source``, ``n_pixels`` (background samples used) and ``background_fraction``.
+    moments, the jackknife over the frame groups and image quadrants; each with the
+    ``mask_shift`` added in quadrature), ``e_per_adu``, ``em_gain``, ``qe``, ``method``,
+    ``source``, ``n_pixels`` (background samples used), ``background_fraction`` and
+    ``mask_shift``: how far (gain, baseline) move when the same method reads the values the
+    molecule mask keeps at 4σ instead of 3.5σ — what molecules too dim to be masked leave in
+    the sample, which no error from the noise covers (NaN where it could not be measured).
     """
     import numpy as np
 
@@ -193,22 +197,27 @@ def estimate_camera(
                          "(baseline, e-/ADU, EM gain) instead")
     if kind is not None and kind not in ("emccd", "scmos"):
         raise ValueError(f"camera estimation: kind must be 'emccd' or 'scmos', got {kind!r}")
-    sums, adus, levels, n_read = [], [], [], 0
+    sums, sums_alt, adus, levels, adus_alt, levels_alt, n_read = [], [], [], [], [], [], 0
     n_groups = len(_group_starts(t, max_frames, chunk))
-    rng = np.random.default_rng(0)
-    measured = _in_threads(lambda f: (f.size, *_background_sums(f, samples=True)),
+    rng, rng_alt = np.random.default_rng(0), np.random.default_rng(1)
+    measured = _in_threads(lambda f: (f.size, *_background_sums(f, samples=True, alt_threshold=MASK_ALT_THRESHOLD)),
                            _frame_groups(movie, max_frames, chunk, max_side))
-    for size, rows, values, level in measured:
+    for size, (rows, rows_alt), *pairs in measured:
         sums.extend(rows)
-        if values.size > ML_SAMPLES // n_groups:  # enough for the likelihood, and bounded memory
-            pick = rng.choice(values.size, ML_SAMPLES // n_groups, replace=False)
-            values, level = values[pick], level[pick]
-        adus.append(values)
-        levels.append(level)
+        sums_alt.extend(rows_alt)
+        for (values, level), r, to_a, to_l in zip(zip(pairs[::2], pairs[1::2]), (rng, rng_alt),
+                                                  (adus, adus_alt), (levels, levels_alt)):
+            if values.size > ML_SAMPLES // n_groups:  # enough for the likelihood, and bounded memory
+                pick = r.choice(values.size, ML_SAMPLES // n_groups, replace=False)
+                values, level = values[pick], level[pick]
+            to_a.append(values)
+            to_l.append(level)
         n_read += size
     adus, levels = np.concatenate(adus), np.concatenate(levels)
+    adus_alt, levels_alt = np.concatenate(adus_alt), np.concatenate(levels_alt)
     sums = np.asarray(sums).reshape(-1, 5)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
     total = sums.sum(0)
+    total_alt = np.asarray(sums_alt).reshape(-1, 5).sum(0)
     if total[0] < 2000:
         raise ValueError(
             "camera estimation: too few background pixels away from molecules (the movie is too small or too "
@@ -330,6 +339,14 @@ def estimate_camera(
     else:
         (gain, b), (gain_err, b_err) = with_errors(kind)
         method = "background noise statistics"
+    # What molecules too dim to be masked leave in the sample is no noise, and no ± from
+    # the noise covers it: the same estimate from the values the mask keeps at 4σ measures
+    # it, and the shift is added to the stated ± (in quadrature).
+    start = next((f for f in (given_fit, scmos_fit, fits.get(kind)) if f is not None and f.gain == gain), None)
+    alt = _alt_estimate(method, kind, adus_alt, levels_alt, total_alt, solve, baseline, start)
+    shift = np.subtract(alt, (gain, b)) if alt is not None else np.full(2, np.nan)
+    if np.all(np.isfinite(shift)):
+        gain_err, b_err = float(np.hypot(gain_err, shift[0])), float(np.hypot(b_err, shift[1]))
     if not np.isfinite(gain) or gain <= 0:
         raise ValueError(
             "camera estimation: the background's noise does not fit a camera model (no positive gain); give the "
@@ -359,6 +376,7 @@ def estimate_camera(
         "e_per_adu": float(gain_e / gain), "em_gain": gain_e, "qe": float(qe), "n_pixels": int(total[0]),
         "source": "estimated from the movie's background noise" + (" (baseline given)" if baseline is not None else ""),
         "background_fraction": float(total[0] / n_read),
+        "mask_shift": [float(v) for v in shift],
     }
     return cam, report
 
@@ -383,6 +401,29 @@ def _level_band(levels, total, solve):
         if band.sum() >= 20_000:
             return band
     return None
+
+
+def _alt_estimate(method, kind, adus, levels, total, solve, baseline, start=None):
+    """(gain, baseline) by ``method`` from another mask's samples and moment sums, or None;
+    a likelihood fit starts from ``start`` (the first mask's fit: they differ little)."""
+    if total[0] < 2000:
+        return None
+    if method == "background noise statistics":
+        return solve(total, kind)
+    band = _level_band(levels, total, solve)
+    if band is None:
+        return None
+    if start is None:
+        return None
+    from .camera_likelihood import fit_background_noise, fit_emccd_with_baseline
+
+    if method.startswith("background noise likelihood (baseline given)"):
+        fit = fit_emccd_with_baseline(adus[band], float(baseline), start.gain)
+        return None if fit is None else (fit.gain, float(baseline))
+    censor = {"censor": SCMOS_FIT_CENSOR} if method.startswith("background noise likelihood (top fifth") else {}
+    fit = fit_background_noise(adus[band], kind, start.gain, start.lam, read_free=start.read_free if kind == "emccd"
+                               else None, with_errors=False, **censor)
+    return None if fit is None else (fit.gain, fit.baseline)
 
 
 def _likelihood_fit(adu, kind, total, solve):
@@ -450,6 +491,9 @@ CAMERA_YAML_MARK = "# napari-smlm camera"
 # A baseline less certain than this (1σ, ADU) is said, with the advice to give it: issue 10's
 # target for an EMCCD's baseline is 3 ADU.
 BASELINE_ASK_ADU = 3.0
+# ... and the ADU per photoelectron less certain than this (relative, 1σ): the estimate may
+# well be off by more than issue 10's 10 %.
+GAIN_ASK_REL = 0.10
 
 
 def check_camera_yaml_target(path) -> None:
@@ -499,6 +543,9 @@ def describe_estimate(report: dict) -> str:
     def pm(v, e, fmt):
         return f"{v:{fmt}}" + (f" ± {e:{fmt}}" if math.isfinite(e) else "")
 
+    rel_gain = report.get("adu_per_e_err", math.nan) / report["adu_per_e"]
+    rel_gain = rel_gain if math.isfinite(rel_gain) else 0.0
+
     return (f"{report['kind']} ({report['kind_reason']}), baseline {pm(report['baseline'], report['baseline_err'], '.1f')} ADU, "
             f"{pm(report['adu_per_e'], report['adu_per_e_err'], '.3g')} ADU per photoelectron"
             + (f" (EM gain {report['em_gain']:g} assumed: {report['e_per_adu']:.3g} e-/ADU)" if report["kind"] == "emccd" else "")
@@ -508,7 +555,12 @@ def describe_estimate(report: dict) -> str:
             # the one number that often cannot come from the noise (a bright EMCCD background)
             # and that users can read off their camera's settings
             + (f"; this movie leaves the baseline ±{report['baseline_err']:.0f} ADU: give it if you know it"
-               if math.isfinite(report.get("baseline_err", math.nan)) and report["baseline_err"] > BASELINE_ASK_ADU else ""))
+               if math.isfinite(report.get("baseline_err", math.nan)) and report["baseline_err"] > BASELINE_ASK_ADU else "")
+            # and the gain, where its ± is beyond issue 10's 10 %: bright sCMOS backgrounds on
+            # short movies (molecules too dim to mask), an EMCCD at low gain on a bright one
+            + (f"; this movie leaves the ADU per photoelectron ±{100 * rel_gain:.0f} %: give the camera's e-/ADU"
+               f"{' and EM gain' if report['kind'] == 'emccd' else ''} if you know "
+               f"{'them' if report['kind'] == 'emccd' else 'it'}" if rel_gain > GAIN_ASK_REL else ""))
 
 
 def _group_starts(t: int, max_frames: int, chunk: int):
@@ -557,7 +609,8 @@ def _in_threads(fn, items):
             yield pending.popleft().result()
 
 
-def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3, samples: bool = False):
+def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3, samples: bool = False,
+                     alt_threshold: Optional[float] = None):
     """Moment sums of background pixels, away from molecules, for each image quadrant:
     n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
     the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120).
@@ -589,24 +642,32 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
     # checkerboard, +113 %.
     h, w = x.shape[-2:]
     black = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
-    for _ in range(2):
+    for second in (False, True):
         excess = x - level
-        keep = np.zeros(x.shape, bool)
+        thresholds = (threshold, alt_threshold) if second and alt_threshold is not None else (threshold,)
+        keeps = [np.zeros(x.shape, bool) for _ in thresholds]
         for half in (black, ~black):
-            mol = np.zeros(x.shape, bool)
+            mols = [np.zeros(x.shape, bool) for _ in thresholds]
             for s in (psf_px, 2.5 * psf_px):
                 # normalised convolution over this half: white noise of σ smoothed by a
                 # normalised Gaussian of width s over half the pixels has σ·√2 / (2 √π s)
                 weight = ndimage.gaussian_filter(half.astype(np.float32), s, mode="nearest")
                 smooth = ndimage.gaussian_filter(excess * half, (0, s, s), mode="nearest") / weight
-                mol |= smooth > threshold * sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
-            # a dilation by a square, as a separable maximum (2.5x faster than binary_dilation)
-            near = ndimage.maximum_filter(mol, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=False)
-            keep |= ~near & ~half  # the other half's pixels, judged without their own values
+                for mol, t in zip(mols, thresholds):
+                    mol |= smooth > t * sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
+            for keep, mol in zip(keeps, mols):
+                # a dilation by a square, as a separable maximum (2.5x faster than binary_dilation)
+                near = ndimage.maximum_filter(mol, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=False)
+                keep |= ~near & ~half  # the other half's pixels, judged without their own values
+        keep = keeps[0]
         level, den = _local_plane(np.where(keep, x, 0).sum(0, dtype=np.float64), keep.sum(0).astype(np.float64))
-        keep &= (den >= 20)[None]  # a level from at least 20 samples
+        for k in keeps:
+            k &= (den >= 20)[None]  # a level from at least 20 samples
         if not keep.any():
-            return ([], np.zeros(0, np.float32), np.zeros(0, np.float32)) if samples else []
+            none = np.zeros(0, np.float32)
+            if alt_threshold is None:
+                return ([], none, none) if samples else []
+            return (([], []), none, none, none, none) if samples else ([], [])
         sigma = float(np.sqrt(np.mean((x - level)[keep] ** 2)))
     dev = (x - level[None]).astype(np.float64)
     # The fourth cumulant is taken against the local variance (a pooled κ4 over levels
@@ -619,18 +680,29 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
     # κ2 = 1.4 ADU², and the 1/12 put its gain 9-12 % low (camera grid, 200 frames).
     whole = bool(np.array_equal(x, np.round(x)))
     q2, q4 = (1 / 12, -1 / 120) if whole else (0.0, 0.0)
-    rows = []
-    for ys in (slice(0, h // 2), slice(h // 2, h)):
-        for xs in (slice(0, w // 2), slice(w // 2, w)):
-            k = keep[:, ys, xs]
-            d = dev[:, ys, xs][k]
-            v = np.broadcast_to(var[ys, xs], k.shape)[k]
-            rows.append((d.size, float(x[:, ys, xs][k].sum(dtype=np.float64)), float((d ** 2).sum()) - q2 * d.size,
-                         float((d ** 3).sum()), float((d ** 4 - 3 * v ** 2).sum()) - q4 * d.size))
-    rows = [r for r in rows if r[0] > 0]
-    if samples:
-        return rows, x[keep].astype(np.float32), np.broadcast_to(level, x.shape)[keep].astype(np.float32)
-    return rows
+
+    def quadrant_rows(keep):
+        rows = []
+        for ys in (slice(0, h // 2), slice(h // 2, h)):
+            for xs in (slice(0, w // 2), slice(w // 2, w)):
+                k = keep[:, ys, xs]
+                d = dev[:, ys, xs][k]
+                v = np.broadcast_to(var[ys, xs], k.shape)[k]
+                rows.append((d.size, float(x[:, ys, xs][k].sum(dtype=np.float64)), float((d ** 2).sum()) - q2 * d.size,
+                             float((d ** 3).sum()), float((d ** 4 - 3 * v ** 2).sum()) - q4 * d.size))
+        return [r for r in rows if r[0] > 0]
+
+    rows = quadrant_rows(keep)
+    levels = np.broadcast_to(level, x.shape)
+    if alt_threshold is None:
+        return (rows, x[keep].astype(np.float32), levels[keep].astype(np.float32)) if samples else rows
+    # the mask at the other threshold keeps a superset or a subset of these pixels (same level)
+    alt = keeps[1]
+    rows = (rows, quadrant_rows(alt))
+    if not samples:
+        return rows
+    return rows, x[keep].astype(np.float32), levels[keep].astype(np.float32), x[alt].astype(np.float32), \
+        levels[alt].astype(np.float32)
 
 
 def _local_plane(total, count, size: int = 7):

@@ -165,7 +165,8 @@ def _nll(kind: str, g: float, lam: float, b: float, s: float, hist: _Histogram) 
 
 def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
                          read_e_scmos: float = 1.5, censor: float = CENSOR,
-                         read_noise_lr: float = 5.0) -> Optional[NoiseFit]:
+                         read_noise_lr: float = 5.0, read_free: Optional[bool] = None,
+                         with_errors: bool = True) -> Optional[NoiseFit]:
     """Fit background pixels' values ``adu`` (whole ADU, away from molecules, from one
     background level) as ``kind``: ADU = round(baseline + Z + ε).
 
@@ -175,8 +176,11 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
     fitted without read noise and with it, and the read noise is kept where it improves the
     log-likelihood by more than ``read_noise_lr`` or, on a dim background (fewer than
     ``DIM_LAMBDA`` photoelectrons per pixel), at all (on bright backgrounds it cannot be
-    told from shot noise and would wander, taking the gain with it). None if the fit fails.
+    told from shot noise and would wander, taking the gain with it). ``read_free`` True or
+    False fits only that variant; without ``with_errors`` the covariance (most of the time
+    of a fit) is not computed (NaN). None if the fit fails.
     """
+    force_read_free = read_free
     adu = np.asarray(adu, np.float64)
     if adu.size < 1000 or not all(np.isfinite([gain0, lam0])) or gain0 <= 0 or lam0 <= 0:
         return None
@@ -212,14 +216,14 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
     lam0 = float(np.clip(lam0, 0.05, 5e4))
     v0 = shape * lam0 * gain0 ** 2 + (read_e_scmos * gain0) ** 2 * (kind == "scmos")
     start = np.array([np.log(gain0), 0.0, np.log(v0 / sd ** 2)])
-    theta, nll = run(start, False)
+    theta, nll = run(start, False) if not force_read_free else (None, np.inf)
     read_free = False
-    if kind == "emccd":
+    if kind == "emccd" and force_read_free is not False:
         # from the moments' start, not from the fit without read noise: on a dim background
         # that one has a hard lower edge at the baseline, which drags it off
         theta_r, nll_r = run(np.append(start, READ_SHARE_PRIOR[0]), True)
         dim = unpack(theta_r, True)[1] < DIM_LAMBDA
-        if nll_r < nll - read_noise_lr or (dim and nll_r <= nll):
+        if force_read_free or nll_r < nll - read_noise_lr or (dim and nll_r <= nll):
             theta, nll, read_free = theta_r, nll_r, True
     if not np.isfinite(nll) or nll >= 1e299:
         return None
@@ -240,8 +244,11 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
     # those of the fit with it (its prior is weak), else they would claim a knowledge of the
     # read noise that nothing gave — on the camera grid the baseline's stated error was a
     # tenth of its true one at 50 photons/px and EM gain 30 (±2 ADU, -17 ADU off).
-    cov_gb = errors(theta_r, True) if kind == "emccd" else errors(theta, read_free)
-    if not np.all(np.isfinite(cov_gb)) and kind == "emccd" and not read_free:
+    if not with_errors:
+        cov_gb = np.full((2, 2), np.nan)
+    else:
+        cov_gb = errors(theta_r, True) if kind == "emccd" and force_read_free is None else errors(theta, read_free)
+    if with_errors and not np.all(np.isfinite(cov_gb)) and kind == "emccd" and not read_free:
         cov_gb = errors(theta, False)
     return NoiseFit(kind=kind, gain=float(g), lam=float(lam), baseline=float(b), read_adu=float(s) if read_free else 0.0,
                     nll=nll, cov=cov_gb, read_free=read_free, n=hist.n)
