@@ -136,6 +136,9 @@ KIND_LIKELIHOOD_RATIO = 10.0
 SCMOS_FIT_MIN_LAMBDA = 30.0  # photoelectrons per pixel
 SCMOS_FIT_MIN_SAMPLES = 500_000  # background values in the fit's band
 SCMOS_FIT_CENSOR = 0.8
+# The molecule mask's second threshold (σ; the mask itself is at 3.5σ, _background_sums): the
+# estimate's shift when read from what this mask keeps measures what molecules too dim to be
+# masked leave in the sample, and is added to the stated ± (docs/camera.md).
 MASK_ALT_THRESHOLD = 4.0
 
 
@@ -615,7 +618,9 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
     n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
     the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120).
     With ``samples``, also those pixels' values and local levels (float32 arrays), for
-    the likelihood fit.
+    the likelihood fit. With ``alt_threshold``, the same again for the mask at that
+    threshold (its rows paired with the first's, its values and levels after the first's),
+    from the same pass: the same background level and noise, only the spots' cut differs.
 
     A pixel-frame is background unless a spot (smoothed excess over the local level
     above ``threshold`` σ, at the PSF's scale or 2.5× it, for the wings of bright
