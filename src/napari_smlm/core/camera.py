@@ -315,13 +315,13 @@ def estimate_camera(
         gain, b = given_fit.gain, float(baseline)
         gain_err, b_err = given_fit.errors()[0], float("nan")  # the baseline given: no ± (as below)
         read_adu = given_fit.read_adu
-        method = "background noise likelihood (baseline given)"
+        method, refit = "background noise likelihood (baseline given)", "given"
     elif scmos_fit is not None and all(np.isfinite(scmos_fit.errors())):
         gain, b = scmos_fit.gain, scmos_fit.baseline
         # the curvature knows the noise, not what molecules leave in the sample: the larger
         # of its errors and the moments' jackknife over the frame groups is what is stated
         gain_err, b_err = np.maximum(scmos_fit.errors(), with_errors(kind)[1])
-        method = "background noise likelihood (top fifth censored)"
+        method, refit = "background noise likelihood (top fifth censored)", "censored"
     elif kind == "emccd" and fits.get(kind) is not None:  # sCMOS: the moments (see _likelihood_fit)
         fit = fits[kind]
         gain, b = fit.gain, fit.baseline
@@ -329,7 +329,7 @@ def estimate_camera(
         if not (np.isfinite(gain_err) and np.isfinite(b_err)):  # a flat or odd likelihood: the moments' jackknife
             gain_err, b_err = with_errors(kind)[1]
         read_adu = fit.read_adu if fit.read_free else 0.0
-        method = "background noise likelihood"
+        method, refit = "background noise likelihood", "fit"
         # What the values allow with the read noise unknown (Cramér–Rao, at the fit): the
         # curvature leans on the read noise's prior where the values cannot tell it from
         # shot noise (bright backgrounds at a low EM gain) and claimed far too little there:
@@ -341,12 +341,12 @@ def estimate_camera(
         gain_err, b_err = np.fmax([gain_err, b_err], bound)
     else:
         (gain, b), (gain_err, b_err) = with_errors(kind)
-        method = "background noise statistics"
+        method, refit = "background noise statistics", "moments"
     # What molecules too dim to be masked leave in the sample is no noise, and no ± from
     # the noise covers it: the same estimate from the values the mask keeps at 4σ measures
     # it, and the shift is added to the stated ± (in quadrature).
-    start = next((f for f in (given_fit, scmos_fit, fits.get(kind)) if f is not None and f.gain == gain), None)
-    alt = _alt_estimate(method, kind, adus_alt, levels_alt, total_alt, solve, baseline, start)
+    start = {"given": given_fit, "censored": scmos_fit, "fit": fits.get(kind)}.get(refit)
+    alt = _alt_estimate(refit, kind, adus_alt, levels_alt, total_alt, solve, baseline, start)
     shift = np.subtract(alt, (gain, b)) if alt is not None else np.full(2, np.nan)
     if np.all(np.isfinite(shift)):
         gain_err, b_err = float(np.hypot(gain_err, shift[0])), float(np.hypot(b_err, shift[1]))
@@ -406,24 +406,24 @@ def _level_band(levels, total, solve):
     return None
 
 
-def _alt_estimate(method, kind, adus, levels, total, solve, baseline, start=None):
-    """(gain, baseline) by ``method`` from another mask's samples and moment sums, or None;
-    a likelihood fit starts from ``start`` (the first mask's fit: they differ little)."""
+def _alt_estimate(refit, kind, adus, levels, total, solve, baseline, start=None):
+    """(gain, baseline) from another mask's samples and moment sums, or None, by the method
+    that made the estimate: ``refit`` "moments", or the likelihood fit ``start`` ("given":
+    the baseline given; "censored": the censored sCMOS fit; "fit"), refitted from its optimum
+    (the two masks' samples differ little)."""
     if total[0] < 2000:
         return None
-    if method == "background noise statistics":
+    if refit == "moments":
         return solve(total, kind)
     band = _level_band(levels, total, solve)
-    if band is None:
-        return None
-    if start is None:
+    if band is None or start is None:
         return None
     from .camera_likelihood import fit_background_noise, fit_emccd_with_baseline
 
-    if method.startswith("background noise likelihood (baseline given)"):
+    if refit == "given":
         fit = fit_emccd_with_baseline(adus[band], float(baseline), start.gain)
         return None if fit is None else (fit.gain, float(baseline))
-    censor = {"censor": SCMOS_FIT_CENSOR} if method.startswith("background noise likelihood (top fifth") else {}
+    censor = {"censor": SCMOS_FIT_CENSOR} if refit == "censored" else {}
     fit = fit_background_noise(adus[band], kind, start.gain, start.lam, read_free=start.read_free if kind == "emccd"
                                else None, with_errors=False, **censor)
     return None if fit is None else (fit.gain, fit.baseline)
