@@ -205,16 +205,23 @@ def estimate_camera(
     rng, rng_alt = np.random.default_rng(0), np.random.default_rng(1)
     measured = _in_threads(lambda f: (f.size, *_background_sums(f, samples=True, alt_threshold=MASK_ALT_THRESHOLD)),
                            _frame_groups(movie, max_frames, chunk, max_side))
-    for size, (rows, rows_alt), *pairs in measured:
+
+    def some(values, level, r):
+        """At most ML_SAMPLES / groups of them: enough for the likelihood, and bounded memory."""
+        if values.size > ML_SAMPLES // n_groups:
+            pick = r.choice(values.size, ML_SAMPLES // n_groups, replace=False)
+            values, level = values[pick], level[pick]
+        return values, level
+
+    for size, (rows, rows_alt), values, level, values_alt, level_alt in measured:
         sums.extend(rows)
         sums_alt.extend(rows_alt)
-        for (values, level), r, to_a, to_l in zip(zip(pairs[::2], pairs[1::2]), (rng, rng_alt),
-                                                  (adus, adus_alt), (levels, levels_alt)):
-            if values.size > ML_SAMPLES // n_groups:  # enough for the likelihood, and bounded memory
-                pick = r.choice(values.size, ML_SAMPLES // n_groups, replace=False)
-                values, level = values[pick], level[pick]
-            to_a.append(values)
-            to_l.append(level)
+        values, level = some(values, level, rng)
+        adus.append(values)
+        levels.append(level)
+        values_alt, level_alt = some(values_alt, level_alt, rng_alt)
+        adus_alt.append(values_alt)
+        levels_alt.append(level_alt)
         n_read += size
     adus, levels = np.concatenate(adus), np.concatenate(levels)
     adus_alt, levels_alt = np.concatenate(adus_alt), np.concatenate(levels_alt)

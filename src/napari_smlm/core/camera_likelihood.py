@@ -180,7 +180,7 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
     False fits only that variant; without ``with_errors`` the covariance (most of the time
     of a fit) is not computed (NaN). None if the fit fails.
     """
-    force_read_free = read_free
+    force_read_free = read_free  # the caller's choice; read_free below is the fit's
     adu = np.asarray(adu, np.float64)
     if adu.size < 1000 or not all(np.isfinite([gain0, lam0])) or gain0 <= 0 or lam0 <= 0:
         return None
@@ -248,8 +248,8 @@ def fit_background_noise(adu: np.ndarray, kind: str, gain0: float, lam0: float,
         cov_gb = np.full((2, 2), np.nan)
     else:
         cov_gb = errors(theta_r, True) if kind == "emccd" and force_read_free is None else errors(theta, read_free)
-    if with_errors and not np.all(np.isfinite(cov_gb)) and kind == "emccd" and not read_free:
-        cov_gb = errors(theta, False)
+        if not np.all(np.isfinite(cov_gb)) and kind == "emccd" and not read_free:
+            cov_gb = errors(theta, False)
     return NoiseFit(kind=kind, gain=float(g), lam=float(lam), baseline=float(b), read_adu=float(s) if read_free else 0.0,
                     nll=nll, cov=cov_gb, read_free=read_free, n=hist.n)
 
