@@ -36,9 +36,12 @@ def test_emccd_on_a_uniform_background(gain, e_per_adu, baseline, background):
     # The baseline's error is the background level (ADU above it) times the gain's relative error.
     assert report["baseline"] == pytest.approx(baseline, abs=0.1 * 0.9 * background * gain / e_per_adu + 3)
     assert np.isfinite(report["adu_per_e_err"]) and 0 < report["adu_per_e_err"] < 0.1 * report["adu_per_e"]
-    # The background in photoelectrons (QE 1 is assumed; the simulated camera's is 0.9).
+    # The background in photoelectrons (QE 1 is assumed; the simulated camera's is 0.9): within
+    # 15 %, or within twice the error the stated baseline and gain give it (EM gain 30 on 100
+    # photons/px: the baseline's bound alone is ±8 photoelectrons, read noise unknown).
     photons = est.to_photons(__import__("torch").tensor(float(np.median(m)))).item()
-    assert photons == pytest.approx(0.9 * background, rel=0.15)
+    err = np.hypot(report["baseline_err"], photons * report["adu_per_e_err"]) / report["adu_per_e"]
+    assert abs(photons - 0.9 * background) <= max(0.15 * 0.9 * background, 2 * err)
 
 
 def test_an_emccd_whose_read_noise_the_movie_cannot_tell_states_errors_that_cover_it():
@@ -129,31 +132,74 @@ def test_bright_scmos_gain_from_the_censored_likelihood_where_the_sample_is_larg
     assert rep["method"] == "background noise likelihood (top fifth censored)"
     assert rep["adu_per_e"] == pytest.approx(1.0, rel=0.08)
     assert abs(rep["adu_per_e"] - 1.0) <= 2 * rep["adu_per_e_err"]
-    monkeypatch.setattr(camera, "SCMOS_FIT_MIN_SAMPLES", 10 ** 12)  # the moments, as before
+    monkeypatch.setattr(camera, "SCMOS_FIT_MIN_SAMPLES", 10 ** 12)  # the moments
     _, moments = estimate_camera(m)
-    assert moments["method"] == "background noise statistics" and moments["adu_per_e"] > 1.10
+    # what the frames beside bright spots hold (their molecules' dim partial blinks) is out of
+    # the sample: the moments read 1.024 here, and 1.104 with those frames in
+    assert moments["method"] == "background noise statistics" and moments["neighbour_frames"] == 1.0
+    assert moments["adu_per_e"] == pytest.approx(1.0, rel=0.05)
+    monkeypatch.setattr(camera, "NEIGHBOUR_KEEP", 2.0)  # never: the mask of spots alone, as before
+    _, spots_only = estimate_camera(m)
+    assert spots_only["neighbour_frames"] == 0.0 and spots_only["adu_per_e"] > 1.08
 
 
 def test_a_bright_scmos_on_a_short_movie_states_what_molecules_leave_in_the_sample(monkeypatch):
     """An sCMOS at 1 ADU per photoelectron on 200 photons/px, 200 frames of 64×64, molecules of
-    200–20,000 photons: the moments read 1.130 (+13 %) with ±0.066 from the jackknife alone
-    (2.0σ; measured, this movie) — the signal of molecules too dim to mask, which no error from
-    the noise covers. Read again from what the mask keeps at 4σ, the estimate moves by +0.085;
-    that shift is added to the ± in quadrature: ±0.107 (1.2σ)."""
+    200–20,000 photons. With the mask of found spots alone the moments read 1.130 (+13 %) with
+    ±0.066 from the jackknife alone (2.0σ; measured, this movie) — the signal of molecules too
+    dim to mask, which no error from the noise covers. Read again from what the mask keeps at
+    4σ, the estimate moves by +0.085; that shift is added to the ± in quadrature: ±0.107
+    (1.2σ). Masking the frames beside bright spots as well (their molecules' partial blinks)
+    takes most of the bias away: 1.037 ± 0.070, the shift +0.012."""
     import napari_smlm.core.camera as camera
 
     m, cam = movie("simulation.camera.kind=scmos", "simulation.camera.e_per_adu=1.0", "simulation.camera.read_noise_e=1.5",
                    "simulation.camera.baseline=100", "simulation.camera.em_gain=1",
                    "simulation.emitters.background=[200,200]", seed=1)
     _, rep = estimate_camera(m)
-    assert rep["method"] == "background noise statistics"
-    err, stated, shift = rep["adu_per_e"] - 1.0, rep["adu_per_e_err"], rep["mask_shift"][0]
+    assert rep["method"] == "background noise statistics" and rep["neighbour_frames"] == 1.0
+    assert abs(rep["adu_per_e"] - 1.0) < 0.05 and abs(rep["mask_shift"][0]) < 0.03
+    assert abs(rep["adu_per_e"] - 1.0) <= 2 * rep["adu_per_e_err"]
+    monkeypatch.setattr(camera, "NEIGHBOUR_KEEP", 2.0)  # never: the mask of found spots alone
+    _, spots = estimate_camera(m)
+    err, stated, shift = spots["adu_per_e"] - 1.0, spots["adu_per_e_err"], spots["mask_shift"][0]
+    assert spots["neighbour_frames"] == 0.0
     assert err > 0.08 and shift > 0.05  # the bias, and its measure, both up
     assert abs(err) <= 1.5 * stated and stated >= abs(shift)
     monkeypatch.setattr(camera, "_alt_estimate", lambda *a, **k: None)  # the ± from the noise alone
     _, noise_only = estimate_camera(m)
-    assert noise_only["adu_per_e"] == rep["adu_per_e"] and abs(err) > 1.5 * noise_only["adu_per_e_err"]
+    assert noise_only["adu_per_e"] == spots["adu_per_e"] and abs(err) > 1.5 * noise_only["adu_per_e_err"]
     assert np.isnan(noise_only["mask_shift"]).all()
+
+
+def test_the_frames_beside_a_bright_spot_are_masked_where_that_leaves_enough():
+    """A molecule bright in frames 8-11 of 20 whose partial blinks in frames 7 and 12 are too dim
+    to be found there: with ``bright_threshold`` the neighbourhood of the spot (where it is above
+    that, widened by 3 px) is left out of those two frames too: at least 7×7 pixels in each, and
+    no more than two frames can hold. Where bright spots are so many that this would leave less
+    than ``neighbour_keep`` of the samples, it is not done."""
+    from napari_smlm.core.camera import _background_sums
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:64, 0:64]
+    spot = np.exp(-((yy - 32) ** 2 + (xx - 32) ** 2) / 2.0) / (2 * np.pi)  # 1 ADU in all, σ = 1 px
+    x = 1000.0 + rng.normal(0.0, 1.0, (20, 64, 64))
+    x[8:12] += 3000 * spot
+    x[[7, 12]] += 10 * spot  # 1.6 ADU at the centre: 2σ of the smoothed noise, not found
+    plain, nb_plain = _background_sums(x, alt_threshold=4.0)
+    beside, nb = _background_sums(x, alt_threshold=4.0, bright_threshold=6.0)
+    assert not nb_plain and nb
+    for t in (3.5, 4.0):
+        n_plain = sum(r[0] for r in plain[t][0])
+        n_beside = sum(r[0] for r in beside[t][0])
+        assert 2 * 7 * 7 <= n_plain - n_beside <= 2 * 17 * 17
+    crowded = x.copy()
+    crowded[1::2] += 3000 * np.roll(spot, (-32 + 8, -32 + 8), (0, 1))  # bright in every other frame
+    crowded[1::2] += 3000 * np.roll(spot, (-32 + 24, -32 + 40), (0, 1))
+    crowded[1::2] += 3000 * np.roll(spot, (-32 + 44, -32 + 16), (0, 1))
+    crowded[1::2] += 3000 * np.roll(spot, (-32 + 50, -32 + 50), (0, 1))
+    sums, nb = _background_sums(crowded, alt_threshold=4.0, bright_threshold=6.0, neighbour_keep=0.99)
+    assert not nb and sums[3.5][0] == _background_sums(crowded, alt_threshold=4.0)[0][3.5][0]
 
 
 def test_the_line_asks_for_the_gain_where_its_error_is_over_ten_percent():

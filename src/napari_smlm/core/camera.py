@@ -136,10 +136,22 @@ KIND_LIKELIHOOD_RATIO = 10.0
 SCMOS_FIT_MIN_LAMBDA = 30.0  # photoelectrons per pixel
 SCMOS_FIT_MIN_SAMPLES = 500_000  # background values in the fit's band
 SCMOS_FIT_CENSOR = 0.8
-# The molecule mask's second threshold (σ; the mask itself is at 3.5σ, _background_sums): the
-# estimate's shift when read from what this mask keeps measures what molecules too dim to be
-# masked leave in the sample, and is added to the stated ± (docs/camera.md).
+# The molecule mask's thresholds (σ of the smoothed background noise; _background_sums). The
+# estimate's shift when read from what the mask at the second keeps measures what molecules
+# too dim to be masked leave in the sample, and is added to the stated ± (docs/camera.md).
+MASK_THRESHOLD = 3.5
 MASK_ALT_THRESHOLD = 4.0
+# Bright spots (above this, σ) also mask the frame before and after them: a molecule switches
+# on and off during those frames, and its partial blinks there are too dim to be found in
+# them. Where that keeps at least NEIGHBOUR_KEEP of the samples the mask keeps without it (a
+# sparse movie), the estimate reads what it keeps. On the 400-frame 128×128 camera grid it took
+# the twelve EMCCDs at EM gain 100-300 on 200 photons/px from +3.2 to +6.4 % (mean +4.6) to
+# -2.9 to +4.4 % (mean +0.8), and on the 200-frame grid the six sCMOS on 200 photons/px from
+# +4.9 to +17.1 % to -3.7 to +11.2 %; on crowded movies it leaves too few samples (forced on
+# the foreign 160 nm EMCCD: 4 % of the pixel-frames left instead of 9 %, the gain -3 → -23 %),
+# which the share keeps it from (docs/camera.md, "The frames beside bright spots").
+NEIGHBOUR_THRESHOLD = 6.0
+NEIGHBOUR_KEEP = 0.7
 
 
 def estimate_camera(
@@ -173,8 +185,10 @@ def estimate_camera(
     Molecules are masked before the moments are taken: frames are searched for spots
     at the PSF's scale and at 2.5 times it (the dim wings of bright molecules), in two
     passes (the second with the first's background level and noise), and the
-    neighbourhood of each is left out. Local background levels (gradients, cells)
-    are removed with a smooth map over groups of ``chunk`` consecutive frames. Up to
+    neighbourhood of each is left out; that of a bright spot also from the frame before and
+    the frame after it, where that keeps enough of the samples (``NEIGHBOUR_KEEP``). Local
+    background levels (gradients, cells) are removed with a smooth map over groups of
+    ``chunk`` consecutive frames. Up to
     ``max_frames`` frames (in groups spread over the movie) of a central
     ``max_side``² crop are read. ``kind``, ``baseline``, ``em_gain`` and ``qe`` may be
     given; photons are photoelectrons / ``qe``.
@@ -190,7 +204,9 @@ def estimate_camera(
     ``source``, ``n_pixels`` (background samples used), ``background_fraction`` and
     ``mask_shift``: how far (gain, baseline) move when the same method reads the values the
     molecule mask keeps at 4σ instead of 3.5σ — what molecules too dim to be masked leave in
-    the sample, which no error from the noise covers (NaN where it could not be measured).
+    the sample, which no error from the noise covers (NaN where it could not be measured);
+    ``neighbour_frames``: the share of the frame groups where the bright spots' neighbouring
+    frames were masked.
     """
     import numpy as np
 
@@ -200,10 +216,15 @@ def estimate_camera(
                          "(baseline, e-/ADU, EM gain) instead")
     if kind is not None and kind not in ("emccd", "scmos"):
         raise ValueError(f"camera estimation: kind must be 'emccd' or 'scmos', got {kind!r}")
-    sums, sums_alt, adus, levels, adus_alt, levels_alt, n_read = [], [], [], [], [], [], 0
     n_groups = len(_group_starts(t, max_frames, chunk))
-    rng, rng_alt = np.random.default_rng(0), np.random.default_rng(1)
-    measured = _in_threads(lambda f: (f.size, *_background_sums(f, samples=True, alt_threshold=MASK_ALT_THRESHOLD)),
+    masks = (MASK_THRESHOLD, MASK_ALT_THRESHOLD)
+    rngs = {m: np.random.default_rng(k) for k, m in enumerate(masks)}  # each mask's random subsample
+    read = {m: ([], [], []) for m in masks}  # rows, values, levels
+    n_read, n_neighbours = 0, 0
+    measured = _in_threads(lambda f: (f.size, *_background_sums(f, threshold=MASK_THRESHOLD,
+                                                                alt_threshold=MASK_ALT_THRESHOLD,
+                                                                bright_threshold=NEIGHBOUR_THRESHOLD,
+                                                                neighbour_keep=NEIGHBOUR_KEEP)),
                            _frame_groups(movie, max_frames, chunk, max_side))
 
     def some(values, level, r):
@@ -213,21 +234,19 @@ def estimate_camera(
             values, level = values[pick], level[pick]
         return values, level
 
-    for size, (rows, rows_alt), values, level, values_alt, level_alt in measured:
-        sums.extend(rows)
-        sums_alt.extend(rows_alt)
-        values, level = some(values, level, rng)
-        adus.append(values)
-        levels.append(level)
-        values_alt, level_alt = some(values_alt, level_alt, rng_alt)
-        adus_alt.append(values_alt)
-        levels_alt.append(level_alt)
+    for size, group, neighbours in measured:
+        n_neighbours += neighbours
+        for m in masks:
+            rows, values, level = group[m]
+            values, level = some(values, level, rngs[m])
+            read[m][0].extend(rows)
+            read[m][1].append(values)
+            read[m][2].append(level)
         n_read += size
-    adus, levels = np.concatenate(adus), np.concatenate(levels)
-    adus_alt, levels_alt = np.concatenate(adus_alt), np.concatenate(levels_alt)
-    sums = np.asarray(sums).reshape(-1, 5)  # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
-    total = sums.sum(0)
-    total_alt = np.asarray(sums_alt).reshape(-1, 5).sum(0)
+    # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
+    sums, total_alt = (np.asarray(read[m][0]).reshape(-1, 5) for m in masks)
+    total, total_alt = sums.sum(0), total_alt.sum(0)
+    (adus, adus_alt), (levels, levels_alt) = ([np.concatenate(read[m][j]) for m in masks] for j in (1, 2))
     if total[0] < 2000:
         raise ValueError(
             "camera estimation: too few background pixels away from molecules (the movie is too small or too "
@@ -387,6 +406,7 @@ def estimate_camera(
         "source": "estimated from the movie's background noise" + (" (baseline given)" if baseline is not None else ""),
         "background_fraction": float(total[0] / n_read),
         "mask_shift": [float(v) for v in shift],
+        "neighbour_frames": n_neighbours / n_groups,
     }
     return cam, report
 
@@ -619,20 +639,26 @@ def _in_threads(fn, items):
             yield pending.popleft().result()
 
 
-def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3, samples: bool = False,
-                     alt_threshold: Optional[float] = None):
-    """Moment sums of background pixels, away from molecules, for each image quadrant:
-    n, Σx, Σy², Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v
-    the local variance (for whole-number ADU, less the rounding's share: n/12 and -n/120).
-    With ``samples``, also those pixels' values and local levels (float32 arrays), for
-    the likelihood fit. With ``alt_threshold``, the same again for the mask at that
-    threshold (its rows paired with the first's, its values and levels after the first's),
-    from the same pass: the same background level and noise, only the spots' cut differs.
+def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3,
+                     alt_threshold: Optional[float] = None, bright_threshold: Optional[float] = None,
+                     neighbour_keep: float = 0.7) -> tuple[dict, bool]:
+    """Background pixels of a group of frames ``x``, away from molecules, for each mask:
+    ``{threshold: (rows, values, levels)}``, and whether the bright spots' neighbouring
+    frames were masked. ``rows`` are the moment sums for each image quadrant: n, Σx, Σy²,
+    Σy³ and Σ(y⁴ - 3v²), with y the deviation from the local level and v the local variance
+    (for whole-number ADU, less the rounding's share: n/12 and -n/120); ``values`` and
+    ``levels`` those pixels' values and local levels (float32 arrays), for the likelihood fit.
 
     A pixel-frame is background unless a spot (smoothed excess over the local level
     above ``threshold`` σ, at the PSF's scale or 2.5× it, for the wings of bright
     molecules) lies within ``radius`` px. Deviations are taken from a local level:
     a plane fitted to the background samples of a 7×7 neighbourhood over the group.
+    The masks: at ``threshold`` and, if given, at ``alt_threshold`` (from the same pass:
+    the same level and noise, only the spots' cut differs). Where ``bright_threshold`` is
+    given, the frame before and the frame after a spot above it (at the PSF's scale) are
+    masked as well if that keeps at least ``neighbour_keep`` of the samples (the level
+    is then taken from what is kept: a level from other samples than those read moves
+    their mean, and κ3 with it by 3κ2 times that shift, -17 % at 200 photons/px).
     """
     import numpy as np
     from scipy import ndimage
@@ -650,37 +676,51 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
     # +9 to +22 %, foreign +0 / +1 / +4 %; at 3.5σ, 50 of 54, +5 to +17 %, foreign -3 / -1 /
     # -0.4 %; at 3σ, 49, the foreign sCMOS -11 %; the mask also kept over the next and the
     # previous frame for spots at 2-2.5σ (partial blinks), 48-50, the errors on dim
-    # backgrounds doubled. At 5σ up to +60 % on dense movies; one pass at 3σ without the
-    # checkerboard, +113 %.
+    # backgrounds doubled (for bright spots only, see NEIGHBOUR_THRESHOLD). At 5σ up to +60 %
+    # on dense movies; one pass at 3σ without the checkerboard, +113 %.
     h, w = x.shape[-2:]
     black = np.add.outer(np.arange(h), np.arange(w)) % 2 == 0
+    box = (1, 2 * radius + 1, 2 * radius + 1)
     for second in (False, True):
         excess = x - level
         thresholds = (threshold, alt_threshold) if second and alt_threshold is not None else (threshold,)
         keeps = [np.zeros(x.shape, bool) for _ in thresholds]
+        away = np.ones(x.shape, bool)  # not beside a bright spot in the frame before or after
         for half in (black, ~black):
             mols = [np.zeros(x.shape, bool) for _ in thresholds]
+            bright = None
             for s in (psf_px, 2.5 * psf_px):
                 # normalised convolution over this half: white noise of σ smoothed by a
                 # normalised Gaussian of width s over half the pixels has σ·√2 / (2 √π s)
                 weight = ndimage.gaussian_filter(half.astype(np.float32), s, mode="nearest")
                 smooth = ndimage.gaussian_filter(excess * half, (0, s, s), mode="nearest") / weight
+                noise = sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
                 for mol, t in zip(mols, thresholds):
-                    mol |= smooth > t * sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
+                    mol |= smooth > t * noise
+                if second and bright_threshold is not None and s == psf_px:
+                    bright = smooth > bright_threshold * noise
             for keep, mol in zip(keeps, mols):
                 # a dilation by a square, as a separable maximum (2.5x faster than binary_dilation)
-                near = ndimage.maximum_filter(mol, size=(1, 2 * radius + 1, 2 * radius + 1), mode="constant", cval=False)
+                near = ndimage.maximum_filter(mol, size=box, mode="constant", cval=False)
                 keep |= ~near & ~half  # the other half's pixels, judged without their own values
+            if bright is not None:
+                near = ndimage.maximum_filter(bright, size=(3,) + box[1:], mode="constant", cval=False)
+                away &= ~(near & ~half)
+        neighbours = bool(second and bright_threshold is not None
+                          and (keeps[0] & away).sum() >= neighbour_keep * keeps[0].sum())
+        if neighbours:
+            for k in keeps:
+                k &= away
         keep = keeps[0]
         level, den = _local_plane(np.where(keep, x, 0).sum(0, dtype=np.float64), keep.sum(0).astype(np.float64))
         for k in keeps:
             k &= (den >= 20)[None]  # a level from at least 20 samples
         if not keep.any():
-            none = np.zeros(0, np.float32)
-            if alt_threshold is None:
-                return ([], none, none) if samples else []
-            return (([], []), none, none, none, none) if samples else ([], [])
+            break
         sigma = float(np.sqrt(np.mean((x - level)[keep] ** 2)))
+    if not keep.any():
+        none = np.zeros(0, np.float32)
+        return {t: ([], none, none) for t in (threshold, alt_threshold) if t is not None}, False
     dev = (x - level[None]).astype(np.float64)
     # The fourth cumulant is taken against the local variance (a pooled κ4 over levels
     # that differ, as on a gradient, would hold their spread as excess kurtosis).
@@ -692,8 +732,9 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
     # κ2 = 1.4 ADU², and the 1/12 put its gain 9-12 % low (camera grid, 200 frames).
     whole = bool(np.array_equal(x, np.round(x)))
     q2, q4 = (1 / 12, -1 / 120) if whole else (0.0, 0.0)
+    levels = np.broadcast_to(level, x.shape)
 
-    def quadrant_rows(keep):
+    def read(keep):
         rows = []
         for ys in (slice(0, h // 2), slice(h // 2, h)):
             for xs in (slice(0, w // 2), slice(w // 2, w)):
@@ -702,19 +743,9 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
                 v = np.broadcast_to(var[ys, xs], k.shape)[k]
                 rows.append((d.size, float(x[:, ys, xs][k].sum(dtype=np.float64)), float((d ** 2).sum()) - q2 * d.size,
                              float((d ** 3).sum()), float((d ** 4 - 3 * v ** 2).sum()) - q4 * d.size))
-        return [r for r in rows if r[0] > 0]
+        return [r for r in rows if r[0] > 0], x[keep].astype(np.float32), levels[keep].astype(np.float32)
 
-    rows = quadrant_rows(keep)
-    levels = np.broadcast_to(level, x.shape)
-    if alt_threshold is None:
-        return (rows, x[keep].astype(np.float32), levels[keep].astype(np.float32)) if samples else rows
-    # the mask at the other threshold keeps a superset or a subset of these pixels (same level)
-    alt = keeps[1]
-    rows = (rows, quadrant_rows(alt))
-    if not samples:
-        return rows
-    return rows, x[keep].astype(np.float32), levels[keep].astype(np.float32), x[alt].astype(np.float32), \
-        levels[alt].astype(np.float32)
+    return {t: read(k) for t, k in zip(thresholds, keeps)}, neighbours
 
 
 def _local_plane(total, count, size: int = 7):
