@@ -121,6 +121,38 @@ def test_picasso_pair_never_half_new_and_never_replaces_a_foreign_yaml(tmp_path,
 # ----------------------------------------------------------------------------- item 5: what the user pointed at
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX process ids")
+def test_a_killed_writers_temporary_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves a writer no chance to remove its temporary: the next write of the
+    same file on this machine removes it (its PID is gone), and leaves alone those of live
+    processes, of other machines, of other files and files it did not name."""
+    import signal
+    import subprocess
+    import sys
+
+    from napari_smlm.core.utils import _HOST
+
+    out = tmp_path / "locs.csv"
+    writer = subprocess.Popen([sys.executable, "-c", (
+        "import os, signal, sys\n"
+        "from napari_smlm.core.utils import StagedFiles\n"
+        "staged = StagedFiles([sys.argv[1]])\n"
+        "open(staged[sys.argv[1]], 'w').write('half a table')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"), str(out)])
+    assert writer.wait() == -signal.SIGKILL
+    (left,) = tmp_path.glob(".locs.csv.*.tmp")
+    assert left.name.startswith(f".locs.csv.{writer.pid}@{_HOST}.")
+    keep = [tmp_path / f".locs.csv.{os.getpid()}@{_HOST}.abc123.tmp",  # a live process (this one)
+            tmp_path / f".locs.csv.{writer.pid}@otherhost.abc123.tmp",  # another machine's
+            tmp_path / f".other.csv.{writer.pid}@{_HOST}.abc123.tmp",  # another file's
+            tmp_path / ".locs.csv.abc123.tmp"]  # not named by us
+    for k in keep:
+        k.write_text("x")
+    atomic_write(out, lambda tmp: Path(tmp).write_text("frame,x [nm],y [nm]\n1,100,200\n"))
+    assert not left.exists() and all(k.exists() for k in keep)
+    assert out.read_text() == "frame,x [nm],y [nm]\n1,100,200\n"
+
+
 def test_fifo_is_written_through_not_replaced(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -85,13 +87,50 @@ class CommitOnSuccess:
             self.abort()
 
 
+# Temporaries are named ".NAME.PID@HOST.XXXXXXXX.tmp": a process killed outright (SIGKILL,
+# power loss) cannot remove its own, and the name says whose it was.
+_HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: no signal, only whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process (EPERM), or cannot tell: alive
+        return True
+    return True
+
+
+def _remove_stale_temps(target: Path) -> None:
+    """Remove the temporaries beside ``target`` that a process of this machine left when
+    it was killed (its PID is gone). Those of live processes, of other machines (a shared
+    folder) and files named otherwise are left alone. POSIX only (on Windows ``os.kill``
+    would end the process)."""
+    if os.name != "posix":
+        return
+    own = re.compile(rf"\.{re.escape(target.name)}\.(\d+)@{re.escape(_HOST)}\.[A-Za-z0-9_]+\.tmp")
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return
+    for entry in entries:
+        match = own.fullmatch(entry.name)
+        if match and not _alive(int(match.group(1))) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass  # not ours to insist on
+
+
 class StagedFiles(CommitOnSuccess):
     """Temporary files beside final paths, for output written over a long time (a
     table streamed while a movie is localized): write to ``staged[path]``;
     ``commit()`` renames them all into place as one group, ``abort()`` — or leaving
     a ``with`` block on an exception, a cancel or Ctrl-C — removes them. Nothing
     under a final name is ever half-written. Regular files only; a symlink's target
-    is what gets replaced.
+    is what gets replaced. The temporaries a killed process left beside the same
+    files (``.NAME.PID@HOST.XXXXXXXX.tmp``, its PID gone) are removed first.
     """
 
     def __init__(self, paths):
@@ -107,7 +146,9 @@ class StagedFiles(CommitOnSuccess):
                     raise WriteError(f"{path}: is a folder; expected a file name")
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                    _remove_stale_temps(target)
+                    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}@{_HOST}.", suffix=".tmp",
+                                               dir=target.parent)
                     os.close(fd)
                 except OSError as exc:
                     raise WriteError(f"{path}: cannot write ({_describe(exc)}); "
