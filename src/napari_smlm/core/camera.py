@@ -244,8 +244,8 @@ def estimate_camera(
             read[m][2].append(level)
         n_read += size
     # one row per (frame group, image quadrant): n, Σx, Σy², Σy³, Σ(y⁴ - 3v²)
-    sums, total_alt = (np.asarray(read[m][0]).reshape(-1, 5) for m in masks)
-    total, total_alt = sums.sum(0), total_alt.sum(0)
+    sums, sums_alt = (np.asarray(read[m][0]).reshape(-1, 5) for m in masks)
+    total, total_alt = sums.sum(0), sums_alt.sum(0)
     (adus, adus_alt), (levels, levels_alt) = ([np.concatenate(read[m][j]) for m in masks] for j in (1, 2))
     if total[0] < 2000:
         raise ValueError(
