@@ -7,6 +7,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -291,8 +292,12 @@ class Trainer:
             # weights and epoch with a fresh optimizer; the scheduler is advanced to
             # the epoch so the learning rate is where the schedule puts it.
             if self.scheduler is not None and not isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                for _ in range(int(state["epoch"])):
-                    self.scheduler.step()
+                with warnings.catch_warnings():
+                    # stepped on purpose before any optimizer step: PyTorch's warning that
+                    # this skips the schedule's first value would only puzzle the user
+                    warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)` before")
+                    for _ in range(int(state["epoch"])):
+                        self.scheduler.step()
             if self.is_main:
                 print(f"note: {path} holds no optimizer state; continuing its weights with a fresh optimizer", file=sys.stderr)
         if state.get("scaler"):
