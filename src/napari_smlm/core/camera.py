@@ -273,6 +273,7 @@ def estimate_camera(
             gain = k3 / shot
         return gain, mean - max(k2 - (SCMOS_READ_NOISE_E * gain) ** 2, 0.0) / gain
 
+    @np.errstate(invalid="ignore")  # a noiseless movie's infinite gains: refused below, not warned of
     def with_errors(kind):
         """(gain, baseline) and their 1-σ errors by the jackknife over the groups."""
         est = np.array(solve(total, kind))
