@@ -295,6 +295,8 @@ def cmd_localize(args) -> int:
         with TableWriter(out) as writer:
             result = localize(movie, sink=writer, **kwargs)
             print()
+            tic = time.time()
+        result.timings["write"] += time.time() - tic  # the last rows and the rename, when the block ends
         n_localized = writer.rows
     n_frames = (frame_range[1] - frame_range[0]) if frame_range else result.movie_shape[0]
     total = time.time() - t_start
