@@ -640,9 +640,9 @@ def _in_threads(fn, items):
             yield pending.popleft().result()
 
 
-def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int = 3,
+def _background_sums(x, psf_px: float = 1.0, threshold: float = MASK_THRESHOLD, radius: int = 3,
                      alt_threshold: Optional[float] = None, bright_threshold: Optional[float] = None,
-                     neighbour_keep: float = 0.7) -> tuple[dict, bool]:
+                     neighbour_keep: float = NEIGHBOUR_KEEP) -> tuple[dict, bool]:
     """Background pixels of a group of frames ``x``, away from molecules, for each mask:
     ``{threshold: (rows, values, levels)}``, and whether the bright spots' neighbouring
     frames were masked. ``rows`` are the moment sums for each image quadrant: n, Σx, Σy²,
@@ -686,7 +686,8 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
         excess = x - level
         thresholds = (threshold, alt_threshold) if second and alt_threshold is not None else (threshold,)
         keeps = [np.zeros(x.shape, bool) for _ in thresholds]
-        away = np.ones(x.shape, bool)  # not beside a bright spot in the frame before or after
+        # not beside a bright spot in the frame before or after (looked for in the second pass)
+        away = np.ones(x.shape, bool) if second and bright_threshold is not None else None
         for half in (black, ~black):
             mols = [np.zeros(x.shape, bool) for _ in thresholds]
             bright = None
@@ -698,7 +699,7 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
                 noise = sigma * np.sqrt(2) / (2 * np.sqrt(np.pi) * s)
                 for mol, t in zip(mols, thresholds):
                     mol |= smooth > t * noise
-                if second and bright_threshold is not None and s == psf_px:
+                if away is not None and s == psf_px:
                     bright = smooth > bright_threshold * noise
             for keep, mol in zip(keeps, mols):
                 # a dilation by a square, as a separable maximum (2.5x faster than binary_dilation)
@@ -707,8 +708,7 @@ def _background_sums(x, psf_px: float = 1.0, threshold: float = 3.5, radius: int
             if bright is not None:
                 near = ndimage.maximum_filter(bright, size=(3,) + box[1:], mode="constant", cval=False)
                 away &= ~(near & ~half)
-        neighbours = bool(second and bright_threshold is not None
-                          and (keeps[0] & away).sum() >= neighbour_keep * keeps[0].sum())
+        neighbours = away is not None and bool((keeps[0] & away).sum() >= neighbour_keep * keeps[0].sum())
         if neighbours:
             for k in keeps:
                 k &= away
